@@ -1,0 +1,3 @@
+module github.com/nsqclone/nsq
+
+go 1.26

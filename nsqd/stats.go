@@ -1,0 +1,109 @@
+package nsqd
+
+// The types below are the JSON of GET /stats?format=json; field order and
+// names are NSQ's (nsq_stat and nsqadmin parse them).
+
+// Stats is a point-in-time snapshot of the daemon.
+type Stats struct {
+	Version   string        `json:"version"`
+	Health    string        `json:"health"`
+	StartTime int64         `json:"start_time"`
+	Topics    []TopicStats  `json:"topics"`
+	Memory    *MemStats     `json:"memory,omitempty"`
+	Producers []ClientStats `json:"producers"`
+}
+
+// TopicStats describes one topic.
+type TopicStats struct {
+	TopicName            string         `json:"topic_name"`
+	Channels             []ChannelStats `json:"channels"`
+	Depth                int64          `json:"depth"`
+	BackendDepth         int64          `json:"backend_depth"`
+	MessageCount         uint64         `json:"message_count"`
+	MessageBytes         uint64         `json:"message_bytes"`
+	Paused               bool           `json:"paused"`
+	E2eProcessingLatency Percentiles    `json:"e2e_processing_latency"`
+}
+
+// ChannelStats describes one channel.
+type ChannelStats struct {
+	ChannelName          string        `json:"channel_name"`
+	Depth                int64         `json:"depth"`
+	BackendDepth         int64         `json:"backend_depth"`
+	InFlightCount        int           `json:"in_flight_count"`
+	DeferredCount        int           `json:"deferred_count"`
+	MessageCount         uint64        `json:"message_count"`
+	ZoneLocalMsgCount    uint64        `json:"zone_local_msg_count,omitempty"`
+	RegionLocalMsgCount  uint64        `json:"region_local_msg_count,omitempty"`
+	GlobalMsgCount       uint64        `json:"global_msg_count,omitempty"`
+	RequeueCount         uint64        `json:"requeue_count"`
+	TimeoutCount         uint64        `json:"timeout_count"`
+	ClientCount          int           `json:"client_count"`
+	Clients              []ClientStats `json:"clients"`
+	Paused               bool          `json:"paused"`
+	E2eProcessingLatency Percentiles   `json:"e2e_processing_latency"`
+}
+
+// ClientStats describes one TCP connection (a consumer or a producer).
+type ClientStats struct {
+	ClientID                      string     `json:"client_id"`
+	Hostname                      string     `json:"hostname"`
+	Version                       string     `json:"version"`
+	RemoteAddress                 string     `json:"remote_address"`
+	State                         int32      `json:"state"`
+	ReadyCount                    int64      `json:"ready_count"`
+	InFlightCount                 int64      `json:"in_flight_count"`
+	MessageCount                  uint64     `json:"message_count"`
+	ZoneLocalMsgCount             uint64     `json:"zone_local_msg_count,omitempty"`
+	RegionLocalMsgCount           uint64     `json:"region_local_msg_count,omitempty"`
+	GlobalMsgCount                uint64     `json:"global_msg_count,omitempty"`
+	FinishCount                   uint64     `json:"finish_count"`
+	RequeueCount                  uint64     `json:"requeue_count"`
+	ConnectTime                   int64      `json:"connect_ts"`
+	SampleRate                    int32      `json:"sample_rate"`
+	Deflate                       bool       `json:"deflate"`
+	Snappy                        bool       `json:"snappy"`
+	UserAgent                     string     `json:"user_agent"`
+	Authed                        bool       `json:"authed,omitempty"`
+	AuthIdentity                  string     `json:"auth_identity,omitempty"`
+	AuthIdentityURL               string     `json:"auth_identity_url,omitempty"`
+	TopologyZone                  string     `json:"topology_zone"`
+	TopologyRegion                string     `json:"topology_region"`
+	PubCounts                     []PubCount `json:"pub_counts,omitempty"`
+	TLS                           bool       `json:"tls"`
+	CipherSuite                   string     `json:"tls_cipher_suite"`
+	TLSVersion                    string     `json:"tls_version"`
+	TLSNegotiatedProtocol         string     `json:"tls_negotiated_protocol"`
+	TLSNegotiatedProtocolIsMutual bool       `json:"tls_negotiated_protocol_is_mutual"`
+}
+
+// PubCount is how many messages a producer published to one topic.
+type PubCount struct {
+	Topic string `json:"topic"`
+	Count uint64 `json:"count"`
+}
+
+// Percentiles is the e2e_processing_latency object.
+type Percentiles struct {
+	Count       int64        `json:"count"`
+	Percentiles []Percentile `json:"percentiles"`
+}
+
+// Percentile is one quantile's value in nanoseconds.
+type Percentile struct {
+	Quantile float64 `json:"quantile"`
+	Value    float64 `json:"value"`
+}
+
+// MemStats is the "memory" object (GC pauses in microseconds).
+type MemStats struct {
+	HeapObjects       uint64 `json:"heap_objects"`
+	HeapIdleBytes     uint64 `json:"heap_idle_bytes"`
+	HeapInUseBytes    uint64 `json:"heap_in_use_bytes"`
+	HeapReleasedBytes uint64 `json:"heap_released_bytes"`
+	GCPauseUsec100    uint64 `json:"gc_pause_usec_100"`
+	GCPauseUsec99     uint64 `json:"gc_pause_usec_99"`
+	GCPauseUsec95     uint64 `json:"gc_pause_usec_95"`
+	NextGCBytes       uint64 `json:"next_gc_bytes"`
+	GCTotalRuns       uint32 `json:"gc_total_runs"`
+}
