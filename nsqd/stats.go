@@ -1,5 +1,11 @@
 package nsqd
 
+import (
+	"sort"
+
+	"github.com/nsqclone/nsq/internal/version"
+)
+
 // The types below are the JSON of GET /stats?format=json; field order and
 // names are NSQ's (nsq_stat and nsqadmin parse them).
 
@@ -106,4 +112,117 @@ type MemStats struct {
 	GCPauseUsec95     uint64 `json:"gc_pause_usec_95"`
 	NextGCBytes       uint64 `json:"next_gc_bytes"`
 	GCTotalRuns       uint32 `json:"gc_total_runs"`
+}
+
+// Stats snapshots the daemon for GET /stats. topic and channel ("" = all)
+// filter; Memory is left nil for the HTTP layer. Topics is null when the
+// named topic does not exist; Producers is null when there are none or
+// clients are excluded.
+func (n *NSQD) Stats(topic, channel string, includeClients bool) Stats {
+	s := Stats{
+		Version:   version.Binary,
+		Health:    "OK",
+		StartTime: n.startTime.Unix(),
+	}
+	if err := n.Health(); err != nil {
+		s.Health = "NOK - " + err.Error()
+	}
+	var topics []*Topic
+	if topic == "" {
+		topics = n.topicList()
+		s.Topics = make([]TopicStats, 0, len(topics))
+	} else if t, err := n.GetExistingTopic(topic); err == nil {
+		topics = []*Topic{t}
+		s.Topics = make([]TopicStats, 0, 1)
+	}
+	for _, t := range topics {
+		s.Topics = append(s.Topics, t.stats(channel, includeClients))
+	}
+	if includeClients {
+		for _, c := range n.clientList() {
+			if c.published.Load() {
+				s.Producers = append(s.Producers, c.stats(topic))
+			}
+		}
+	}
+	return s
+}
+
+func (t *Topic) stats(channel string, includeClients bool) TopicStats {
+	ts := TopicStats{
+		TopicName:            t.name,
+		Channels:             []ChannelStats{},
+		Depth:                t.Depth(),
+		BackendDepth:         t.backendDepth(),
+		MessageCount:         t.messageCount.Load(),
+		MessageBytes:         t.messageBytes.Load(),
+		Paused:               t.IsPaused(),
+		E2eProcessingLatency: Percentiles{},
+	}
+	for _, c := range t.channelList() {
+		if channel != "" && c.name != channel {
+			continue
+		}
+		ts.Channels = append(ts.Channels, c.stats(includeClients))
+	}
+	return ts
+}
+
+func (c *Channel) stats(includeClients bool) ChannelStats {
+	clients := c.clientList()
+	cs := ChannelStats{
+		ChannelName:          c.name,
+		Depth:                c.Depth(),
+		BackendDepth:         c.backendDepth(),
+		InFlightCount:        int(c.inFlightCount.Load()),
+		DeferredCount:        int(c.deferredCount.Load()),
+		MessageCount:         c.messageCount.Load(),
+		RequeueCount:         c.requeueCount.Load(),
+		TimeoutCount:         c.timeoutCount.Load(),
+		ClientCount:          len(clients),
+		Paused:               c.IsPaused(),
+		E2eProcessingLatency: Percentiles{},
+	}
+	if includeClients {
+		cs.Clients = make([]ClientStats, 0, len(clients))
+		for _, cl := range clients {
+			cs.Clients = append(cs.Clients, cl.stats(""))
+		}
+	}
+	return cs
+}
+
+// stats describes the client; pubTopic selects the pub_counts entry (NSQ
+// reports at most one).
+func (c *client) stats(pubTopic string) ClientStats {
+	c.mu.Lock()
+	s := ClientStats{
+		ClientID:       c.clientID,
+		Hostname:       c.hostname,
+		UserAgent:      c.userAgent,
+		SampleRate:     c.sampleRate,
+		TopologyRegion: "",
+		TopologyZone:   "",
+	}
+	if len(c.pubCounts) > 0 {
+		// NSQ lists one topic; we list them all, sorted, with the filtered
+		// topic first when one is named.
+		for t, n := range c.pubCounts {
+			if pubTopic == "" || t == pubTopic {
+				s.PubCounts = append(s.PubCounts, PubCount{Topic: t, Count: n})
+			}
+		}
+	}
+	c.mu.Unlock()
+	sort.Slice(s.PubCounts, func(i, j int) bool { return s.PubCounts[i].Topic < s.PubCounts[j].Topic })
+	s.Version = "V2"
+	s.RemoteAddress = c.remoteAddr
+	s.State = c.state.Load()
+	s.ReadyCount = c.rdy.Load()
+	s.InFlightCount = c.inFlightCount.Load()
+	s.MessageCount = c.messageCount.Load()
+	s.FinishCount = c.finishCount.Load()
+	s.RequeueCount = c.requeueCount.Load()
+	s.ConnectTime = c.connectTime.Unix()
+	return s
 }

@@ -1,0 +1,146 @@
+package nsqd
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/nsqclone/nsq/internal/nsqlog"
+	diskqueue "github.com/nsqio/go-diskqueue"
+)
+
+// newBackend opens (or creates) the go-diskqueue of a topic ("name") or a
+// channel ("topic:channel") with NSQ's file names and settings.
+func (n *NSQD) newBackend(name string) diskqueue.Interface {
+	o := n.opts
+	logf := func(lvl diskqueue.LogLevel, f string, args ...any) {
+		n.logger.Log(context.Background(), diskqueueLevel(lvl), fmt.Sprintf(f, args...))
+	}
+	return diskqueue.New(name, n.dataPath(), o.MaxBytesPerFile,
+		int32(messageHeaderLen), int32(o.MaxMsgSize)+messageHeaderLen,
+		o.SyncEvery, o.SyncTimeout, logf)
+}
+
+func diskqueueLevel(l diskqueue.LogLevel) slog.Level {
+	return nsqlog.Level(l).Slog()
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// writeBackend appends messages to a disk queue in NSQ's storage format.
+// A failure marks the daemon unhealthy until the next successful write.
+func (n *NSQD) writeBackend(q diskqueue.Interface, msgs []*Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	for _, m := range msgs {
+		*bp = appendMessage((*bp)[:0], m)
+		if err := q.Put(*bp); err != nil {
+			n.setHealth(err)
+			return fmt.Errorf("write to disk queue: %w", err)
+		}
+	}
+	n.setHealth(nil)
+	return nil
+}
+
+// dataPath is --data-path, or the working directory when it is empty.
+func (n *NSQD) dataPath() string {
+	if n.opts.DataPath != "" {
+		return n.opts.DataPath
+	}
+	wd, _ := os.Getwd()
+	return wd
+}
+
+// Deferred messages keep their deliver-at time across a restart (NSQ writes
+// them into the disk queue, where the deferral is lost). At shutdown they go
+// to a side file beside the disk queue, "<name>.diskqueue.deferred.dat",
+// which no go-diskqueue file name can collide with:
+//
+//	"NSQDEFR1" then per message: [8-byte deliver-at ns][4-byte length][message in storage format]
+const deferredMagic = "NSQDEFR1"
+
+func deferredFileName(dataPath, name string) string {
+	return filepath.Join(dataPath, name+".diskqueue.deferred.dat")
+}
+
+func writeDeferredFile(dataPath, name string, msgs []*Message) error {
+	fn := deferredFileName(dataPath, name)
+	if len(msgs) == 0 {
+		removeDeferredFile(dataPath, name)
+		return nil
+	}
+	tmp := fn + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("write deferred messages: %w", err)
+	}
+	w := bufio.NewWriter(f)
+	w.WriteString(deferredMagic)
+	var rec []byte
+	for _, m := range msgs {
+		rec = binary.BigEndian.AppendUint64(rec[:0], uint64(m.deliverAt))
+		rec = binary.BigEndian.AppendUint32(rec, uint32(messageHeaderLen+len(m.Body)))
+		rec = appendMessage(rec, m)
+		w.Write(rec)
+	}
+	err = errors.Join(w.Flush(), f.Sync(), f.Close())
+	if err == nil {
+		err = os.Rename(tmp, fn)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write deferred messages to %s: %w", fn, err)
+	}
+	return nil
+}
+
+// readDeferredFile loads a side file; a damaged tail is reported and the
+// records before it are kept.
+func readDeferredFile(dataPath, name string) ([]*Message, error) {
+	fn := deferredFileName(dataPath, name)
+	data, err := os.ReadFile(fn)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", fn, err)
+	}
+	if len(data) < len(deferredMagic) || string(data[:len(deferredMagic)]) != deferredMagic {
+		return nil, fmt.Errorf("read %s: not a deferred-message file", fn)
+	}
+	data = data[len(deferredMagic):]
+	var msgs []*Message
+	for len(data) > 0 {
+		if len(data) < 12 {
+			return msgs, fmt.Errorf("read %s: %w", fn, io.ErrUnexpectedEOF)
+		}
+		at := int64(binary.BigEndian.Uint64(data[0:8]))
+		size := int(binary.BigEndian.Uint32(data[8:12]))
+		if size < messageHeaderLen || len(data)-12 < size {
+			return msgs, fmt.Errorf("read %s: %w", fn, io.ErrUnexpectedEOF)
+		}
+		m, err := decodeMessage(data[12 : 12+size])
+		if err != nil {
+			return msgs, fmt.Errorf("read %s: %w", fn, err)
+		}
+		m.deliverAt = max(at, 1) // > 0 keeps it deferred in a topic backlog
+		msgs = append(msgs, m)
+		data = data[12+size:]
+	}
+	return msgs, nil
+}
+
+func removeDeferredFile(dataPath, name string) {
+	os.Remove(deferredFileName(dataPath, name))
+}

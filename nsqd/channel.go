@@ -1,0 +1,373 @@
+package nsqd
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nsqclone/nsq/internal/protocol"
+	diskqueue "github.com/nsqio/go-diskqueue"
+)
+
+// Channel is a topic's copy of the message stream, shared by the consumers
+// subscribed to it: each message goes to one of them.
+//
+// Messages wait in a memory queue (at most --mem-queue-size, the rest in a
+// disk queue), in the deferred heap until their deliver-at time, or in
+// flight in the client that received them. Consumers pull: a client's pump
+// takes as many messages as its RDY allows in one lock acquisition, and
+// registers as a waiter when the memory queue is empty; a put wakes every
+// waiter. Disk-queued messages are read straight from the disk queue's
+// channel by whichever ready pump receives first.
+type Channel struct {
+	name      string
+	topicName string
+	ephemeral bool
+	nsqd      *NSQD
+	topic     *Topic
+	log       *slog.Logger
+	backend   diskqueue.Interface // nil for an ephemeral channel
+
+	paused atomic.Bool
+
+	mu       sync.Mutex
+	mem      msgQueue
+	deferred msgHeap
+	clients  map[int64]*client
+	waiters  []*client // pumps waiting for the memory queue to fill
+	exiting  bool
+
+	messageCount  atomic.Uint64
+	requeueCount  atomic.Uint64
+	timeoutCount  atomic.Uint64
+	inFlightCount atomic.Int64
+	deferredCount atomic.Int64
+}
+
+func newChannel(t *Topic, name string) *Channel {
+	n := t.nsqd
+	c := &Channel{
+		name:      name,
+		topicName: t.name,
+		ephemeral: protocol.IsEphemeral(name),
+		nsqd:      n,
+		topic:     t,
+		log:       n.logger.With("topic", t.name, "channel", name),
+		clients:   make(map[int64]*client),
+	}
+	if !c.ephemeral {
+		c.backend = n.newBackend(t.name + ":" + name)
+	}
+	return c
+}
+
+// ErrExiting is returned for operations on a topic or channel being deleted
+// or on a daemon shutting down.
+var ErrExiting = errors.New("exiting")
+
+// put queues new messages from the topic (count them in message_count).
+func (c *Channel) put(msgs []*Message) error {
+	c.messageCount.Add(uint64(len(msgs)))
+	return c.enqueue(msgs)
+}
+
+// enqueue puts messages in the memory queue, the deferred heap (deliverAt in
+// the future) or, past --mem-queue-size, the disk queue; an ephemeral
+// channel drops what does not fit in memory.
+func (c *Channel) enqueue(msgs []*Message) error {
+	var overflow []*Message
+	now := time.Now().UnixNano()
+	memMax := int(c.nsqd.opts.MemQueueSize)
+	c.mu.Lock()
+	if c.exiting {
+		c.mu.Unlock()
+		return ErrExiting
+	}
+	added := false
+	for _, m := range msgs {
+		switch {
+		case m.deliverAt > now:
+			m.deadline = m.deliverAt
+			c.deferred.add(m)
+			c.deferredCount.Add(1)
+		case c.mem.len() < memMax:
+			c.mem.push(m)
+			added = true
+		default:
+			overflow = append(overflow, m)
+		}
+	}
+	if added {
+		c.wakeWaitersLocked()
+	}
+	c.mu.Unlock()
+	if len(overflow) == 0 || c.backend == nil {
+		return nil
+	}
+	return c.nsqd.writeBackend(c.backend, overflow)
+}
+
+// wakeWaitersLocked signals every waiting pump. The sends never block: each
+// client's wake channel has room for one pending signal.
+func (c *Channel) wakeWaitersLocked() {
+	for i, cl := range c.waiters {
+		cl.waiting = false
+		cl.wakeUp()
+		c.waiters[i] = nil
+	}
+	c.waiters = c.waiters[:0]
+}
+
+// take moves up to max messages from the memory queue to dst. When the
+// queue is empty the client is registered to be woken by the next put.
+func (c *Channel) take(dst []*Message, max int, cl *client) []*Message {
+	c.mu.Lock()
+	if c.mem.len() == 0 {
+		if !cl.waiting && !c.exiting {
+			cl.waiting = true
+			c.waiters = append(c.waiters, cl)
+		}
+		c.mu.Unlock()
+		return dst
+	}
+	dst = c.mem.popN(dst, max)
+	c.mu.Unlock()
+	return dst
+}
+
+// backendChan is the disk queue's read channel, or nil for ephemeral channels.
+func (c *Channel) backendChan() <-chan []byte {
+	if c.backend == nil {
+		return nil
+	}
+	return c.backend.ReadChan()
+}
+
+// requeue puts messages back after REQ 0, a timeout or a disconnect.
+func (c *Channel) requeue(msgs []*Message) {
+	for _, m := range msgs {
+		m.deliverAt = 0
+	}
+	if err := c.enqueue(msgs); err != nil && !errors.Is(err, ErrExiting) {
+		c.log.Error("CHANNEL: failed to requeue messages", "count", len(msgs), "err", err)
+	}
+}
+
+// deferMessage holds a message until now + d (REQ with a timeout).
+func (c *Channel) deferMessage(m *Message, d time.Duration) {
+	m.deliverAt = time.Now().Add(d).UnixNano()
+	if err := c.enqueue([]*Message{m}); err != nil && !errors.Is(err, ErrExiting) {
+		c.log.Error("CHANNEL: failed to defer message", "err", err)
+	}
+}
+
+// processDeferred moves due deferred messages to the queue. Called by the
+// queue scan loop.
+func (c *Channel) processDeferred(now int64) {
+	if c.deferredCount.Load() == 0 {
+		return
+	}
+	c.mu.Lock()
+	due := c.deferred.popDue(nil, now)
+	c.mu.Unlock()
+	if len(due) == 0 {
+		return
+	}
+	c.deferredCount.Add(-int64(len(due)))
+	c.requeue(due)
+}
+
+// addClient subscribes cl, enforcing --max-channel-consumers.
+func (c *Channel) addClient(cl *client) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.exiting {
+		return ErrExiting
+	}
+	if max := c.nsqd.opts.MaxChannelConsumers; max > 0 && len(c.clients) >= max {
+		return fmt.Errorf("consumers for %s:%s exceeds limit of %d", c.topicName, c.name, max)
+	}
+	c.clients[cl.id] = cl
+	return nil
+}
+
+// removeClient unsubscribes cl; an ephemeral channel left without clients
+// deletes itself.
+func (c *Channel) removeClient(cl *client) {
+	c.mu.Lock()
+	if _, ok := c.clients[cl.id]; !ok {
+		c.mu.Unlock()
+		return
+	}
+	delete(c.clients, cl.id)
+	if cl.waiting {
+		cl.waiting = false
+		if i := slices.Index(c.waiters, cl); i >= 0 {
+			c.waiters = slices.Delete(c.waiters, i, i+1)
+		}
+	}
+	empty := len(c.clients) == 0 && !c.exiting
+	c.mu.Unlock()
+	if empty && c.ephemeral {
+		c.topic.deleteEphemeralChannel(c)
+	}
+}
+
+func (c *Channel) clientList() []*client {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]*client, 0, len(c.clients))
+	for _, cl := range c.clients {
+		out = append(out, cl)
+	}
+	return out
+}
+
+// ownerOf reports whether some other client of the channel has id in flight.
+func (c *Channel) ownedByOther(id MessageID, self *client) bool {
+	for _, cl := range c.clientList() {
+		if cl != self && cl.hasInFlight(id) {
+			return true
+		}
+	}
+	return false
+}
+
+// Pause stops deliveries to every consumer of the channel.
+func (c *Channel) Pause() error {
+	c.paused.Store(true)
+	return nil
+}
+
+// Unpause resumes deliveries.
+func (c *Channel) Unpause() error {
+	c.paused.Store(false)
+	for _, cl := range c.clientList() {
+		cl.wakeUp()
+	}
+	return nil
+}
+
+func (c *Channel) isExiting() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.exiting
+}
+
+// IsPaused reports whether the channel is paused.
+func (c *Channel) IsPaused() bool { return c.paused.Load() }
+
+// Empty drops the channel's queued, deferred and in-flight messages.
+func (c *Channel) Empty() error {
+	c.mu.Lock()
+	c.mem.drain()
+	c.deferred = nil
+	c.deferredCount.Store(0)
+	clients := make([]*client, 0, len(c.clients))
+	for _, cl := range c.clients {
+		clients = append(clients, cl)
+	}
+	c.mu.Unlock()
+	for _, cl := range clients {
+		cl.dropInFlight()
+	}
+	if c.backend != nil {
+		return c.backend.Empty()
+	}
+	return nil
+}
+
+// Depth is the number of queued messages (memory and disk), excluding
+// in-flight and deferred ones.
+func (c *Channel) Depth() int64 {
+	c.mu.Lock()
+	d := int64(c.mem.len())
+	c.mu.Unlock()
+	return d + c.backendDepth()
+}
+
+func (c *Channel) backendDepth() int64 {
+	if c.backend == nil {
+		return 0
+	}
+	return c.backend.Depth()
+}
+
+// markExiting stops the channel accepting messages and subscribers and
+// returns its clients.
+func (c *Channel) markExiting() []*client {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.exiting = true
+	out := make([]*client, 0, len(c.clients))
+	for _, cl := range c.clients {
+		out = append(out, cl)
+	}
+	c.wakeWaitersLocked()
+	return out
+}
+
+// delete disconnects the channel's clients and removes its data.
+func (c *Channel) delete() error {
+	for _, cl := range c.markExiting() {
+		cl.closeConn()
+	}
+	c.mu.Lock()
+	c.mem.drain()
+	c.deferred = nil
+	c.mu.Unlock()
+	removeDeferredFile(c.nsqd.dataPath(), c.backendName())
+	if c.backend != nil {
+		return c.backend.Delete()
+	}
+	return nil
+}
+
+func (c *Channel) backendName() string { return c.topicName + ":" + c.name }
+
+// close flushes the memory queue to disk and the deferred heap to its side
+// file, then closes the disk queue. The daemon calls it at shutdown after
+// every client has gone (so their in-flight messages are back in the queue).
+func (c *Channel) close() error {
+	c.mu.Lock()
+	c.exiting = true
+	mem := c.mem.drain()
+	deferred := []*Message(c.deferred)
+	c.deferred = nil
+	c.mu.Unlock()
+	if c.backend == nil {
+		return nil
+	}
+	if len(mem) > 0 || len(deferred) > 0 {
+		c.log.Info("CHANNEL: flushing messages to backend", "memory", len(mem), "deferred", len(deferred))
+	}
+	err := errors.Join(
+		c.nsqd.writeBackend(c.backend, mem),
+		writeDeferredFile(c.nsqd.dataPath(), c.backendName(), deferred),
+	)
+	return errors.Join(err, c.backend.Close())
+}
+
+// loadDeferred restores deferred messages saved by a previous shutdown.
+func (c *Channel) loadDeferred() {
+	if c.backend == nil {
+		return
+	}
+	msgs, err := readDeferredFile(c.nsqd.dataPath(), c.backendName())
+	if err != nil {
+		c.log.Error("CHANNEL: failed to load deferred messages", "err", err)
+	}
+	if len(msgs) == 0 {
+		return
+	}
+	if err := c.enqueue(msgs); err != nil {
+		c.log.Error("CHANNEL: failed to restore deferred messages", "err", err)
+		return
+	}
+	removeDeferredFile(c.nsqd.dataPath(), c.backendName())
+	c.log.Info("CHANNEL: restored deferred messages", "count", len(msgs))
+}

@@ -1,0 +1,408 @@
+package nsqd
+
+import (
+	"bufio"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nsqclone/nsq/internal/protocol"
+)
+
+// Client states as /stats reports them.
+const (
+	stateInit       = 0
+	stateSubscribed = 3
+	stateClosing    = 4
+)
+
+const (
+	defaultBufferSize = 16 * 1024
+	maxDeliverBatch   = 256 // messages a pump takes from its channel at once
+)
+
+// client is one V2 TCP connection. Two goroutines serve it, both owned by the
+// TCP server: the command loop (protocol_v2.go) reads and executes commands;
+// the pump delivers messages, heartbeats and flushes. Writes to the socket go
+// through wmu and a buffered writer.
+type client struct {
+	id          int64
+	nsqd        *NSQD
+	conn        net.Conn
+	r           *bufio.Reader
+	log         *slog.Logger
+	remoteAddr  string
+	connectTime time.Time
+
+	wmu sync.Mutex
+	w   *bufio.Writer
+
+	// Set by the command loop before SUB, read by the pump only after the
+	// hand-over through settingsChanged; stats read them under mu.
+	mu                sync.Mutex
+	clientID          string
+	hostname          string
+	userAgent         string
+	heartbeatInterval time.Duration
+	msgTimeout        time.Duration
+	outputBufferSize  int
+	outputBufferTO    time.Duration
+	sampleRate        int32
+	identified        bool
+	pubCounts         map[string]uint64
+
+	// In-flight messages, guarded by mu.
+	inFlight     map[MessageID]*Message
+	inFlightHeap msgHeap
+	closed       bool // no more in-flight messages accepted
+
+	state         atomic.Int32
+	rdy           atomic.Int64
+	inFlightCount atomic.Int64
+	channel       atomic.Pointer[Channel]
+	waiting       bool // registered in channel.waiters; guarded by channel.mu
+
+	wake            chan struct{} // cap 1: something may be deliverable
+	settingsChanged chan struct{} // cap 1: heartbeat interval changed
+	exit            chan struct{} // closed when the connection ends
+	closeOnce       sync.Once
+
+	messageCount atomic.Uint64
+	finishCount  atomic.Uint64
+	requeueCount atomic.Uint64
+	published    atomic.Bool
+}
+
+func newClient(n *NSQD, id int64, conn net.Conn) *client {
+	host, _, _ := net.SplitHostPort(conn.RemoteAddr().String())
+	c := &client{
+		id:                id,
+		nsqd:              n,
+		conn:              conn,
+		r:                 bufio.NewReaderSize(conn, defaultBufferSize),
+		w:                 bufio.NewWriterSize(conn, defaultBufferSize),
+		remoteAddr:        conn.RemoteAddr().String(),
+		connectTime:       time.Now(),
+		clientID:          host,
+		hostname:          host,
+		heartbeatInterval: n.opts.ClientTimeout / 2,
+		msgTimeout:        n.opts.MsgTimeout,
+		outputBufferSize:  defaultBufferSize,
+		outputBufferTO:    n.opts.OutputBufferTimeout,
+		inFlight:          make(map[MessageID]*Message),
+		wake:              make(chan struct{}, 1),
+		settingsChanged:   make(chan struct{}, 1),
+		exit:              make(chan struct{}),
+	}
+	c.log = n.logger.With("client", c.remoteAddr)
+	return c
+}
+
+func (c *client) wakeUp() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// closeConn ends the connection; both goroutines then return.
+func (c *client) closeConn() {
+	c.closeOnce.Do(func() {
+		close(c.exit)
+		c.conn.Close()
+	})
+}
+
+// writeResponse sends a response frame; it is flushed unless more commands
+// are already buffered, so pipelined commands share one write.
+func (c *client) writeResponse(data []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if _, err := protocol.WriteFrame(c.w, protocol.FrameTypeResponse, data); err != nil {
+		return err
+	}
+	if c.r.Buffered() > 0 {
+		return nil
+	}
+	return c.w.Flush()
+}
+
+// writeFrameFlush sends a frame and flushes.
+func (c *client) writeFrameFlush(frameType int32, data []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if _, err := protocol.WriteFrame(c.w, frameType, data); err != nil {
+		return err
+	}
+	return c.w.Flush()
+}
+
+func (c *client) flush() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.w.Flush()
+}
+
+// pump delivers messages while the client is ready, sends heartbeats and
+// flushes the output buffer whenever it runs out of messages to send.
+func (c *client) pump() {
+	var (
+		batch    []*Message
+		pending  bool // unflushed messages in the buffer
+		hb       *time.Ticker
+		hbC      <-chan time.Time
+		interval time.Duration
+	)
+	resetHeartbeat := func() {
+		c.mu.Lock()
+		iv := c.heartbeatInterval
+		c.mu.Unlock()
+		if iv == interval {
+			return
+		}
+		interval = iv
+		if hb != nil {
+			hb.Stop()
+			hb, hbC = nil, nil
+		}
+		if iv > 0 {
+			hb = time.NewTicker(iv)
+			hbC = hb.C
+		}
+	}
+	resetHeartbeat()
+	defer func() {
+		if hb != nil {
+			hb.Stop()
+		}
+	}()
+
+	for {
+		var diskC <-chan []byte
+		if ch := c.channel.Load(); ch != nil && c.state.Load() == stateSubscribed && !ch.paused.Load() {
+			if want := c.rdy.Load() - c.inFlightCount.Load(); want > 0 {
+				batch = ch.take(batch[:0], int(min(want, maxDeliverBatch)), c)
+				if len(batch) > 0 {
+					if err := c.deliver(ch, batch); err != nil {
+						c.closeConn()
+						return
+					}
+					pending = true
+					clear(batch)
+					select {
+					case <-hbC:
+						if c.writeFrameFlush(protocol.FrameTypeResponse, protocol.Heartbeat) != nil {
+							c.closeConn()
+							return
+						}
+						pending = false
+					case <-c.exit:
+						return
+					default:
+					}
+					continue
+				}
+				diskC = ch.backendChan()
+			}
+		}
+		if pending {
+			if c.flush() != nil {
+				c.closeConn()
+				return
+			}
+			pending = false
+		}
+		select {
+		case <-c.wake:
+		case b := <-diskC:
+			m, err := decodeMessage(b)
+			if err != nil {
+				c.log.Error("CHANNEL: dropping undecodable message from disk", "err", err)
+				continue
+			}
+			if err := c.deliver(c.channel.Load(), []*Message{m}); err != nil {
+				c.closeConn()
+				return
+			}
+			pending = true
+		case <-hbC:
+			if c.writeFrameFlush(protocol.FrameTypeResponse, protocol.Heartbeat) != nil {
+				c.closeConn()
+				return
+			}
+		case <-c.settingsChanged:
+			resetHeartbeat()
+		case <-c.exit:
+			return
+		}
+	}
+}
+
+// deliver records msgs as in flight to this client and writes them. Messages
+// dropped by the client's sample rate are discarded, as in NSQ.
+func (c *client) deliver(ch *Channel, msgs []*Message) error {
+	now := time.Now().UnixNano()
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		ch.requeue(msgs)
+		return nil
+	}
+	timeout := int64(c.msgTimeout)
+	rate := c.sampleRate
+	n := 0
+	for _, m := range msgs {
+		if rate > 0 && sample() > rate {
+			continue
+		}
+		m.Attempts++
+		m.deliveryTS = now
+		m.deadline = now + timeout
+		c.inFlight[m.ID] = m
+		c.inFlightHeap.add(m)
+		msgs[n] = m
+		n++
+	}
+	c.mu.Unlock()
+	msgs = msgs[:n]
+	if n == 0 {
+		return nil
+	}
+	c.inFlightCount.Add(int64(n))
+	ch.inFlightCount.Add(int64(n))
+	c.messageCount.Add(uint64(n))
+
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	for _, m := range msgs {
+		if err := m.writeFrame(c.w); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// finish removes id from flight (FIN). It returns the message, or an error
+// text for E_FIN_FAILED.
+func (c *client) popInFlight(id MessageID) (*Message, string) {
+	c.mu.Lock()
+	m, ok := c.inFlight[id]
+	if ok {
+		delete(c.inFlight, id)
+		c.inFlightHeap.remove(m)
+	}
+	c.mu.Unlock()
+	if !ok {
+		if ch := c.channel.Load(); ch != nil && ch.ownedByOther(id, c) {
+			return nil, "client does not own message"
+		}
+		return nil, "ID not in flight"
+	}
+	c.inFlightCount.Add(-1)
+	if ch := c.channel.Load(); ch != nil {
+		ch.inFlightCount.Add(-1)
+	}
+	c.wakeUp()
+	return m, ""
+}
+
+// touch extends a message's timeout: now + msg_timeout, at most delivery time
+// + --max-msg-timeout.
+func (c *client) touch(id MessageID) string {
+	now := time.Now().UnixNano()
+	c.mu.Lock()
+	m, ok := c.inFlight[id]
+	if ok {
+		m.deadline = min(now+int64(c.msgTimeout), m.deliveryTS+int64(c.nsqd.opts.MaxMsgTimeout))
+		c.inFlightHeap.fix(m)
+	}
+	c.mu.Unlock()
+	if !ok {
+		if ch := c.channel.Load(); ch != nil && ch.ownedByOther(id, c) {
+			return "client does not own message"
+		}
+		return "ID not in flight"
+	}
+	return ""
+}
+
+func (c *client) hasInFlight(id MessageID) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.inFlight[id]
+	return ok
+}
+
+// processTimeouts requeues in-flight messages whose timeout passed.
+func (c *client) processTimeouts(now int64) {
+	if c.inFlightCount.Load() == 0 {
+		return
+	}
+	c.mu.Lock()
+	expired := c.inFlightHeap.popDue(nil, now)
+	for _, m := range expired {
+		delete(c.inFlight, m.ID)
+	}
+	c.mu.Unlock()
+	if len(expired) == 0 {
+		return
+	}
+	c.inFlightCount.Add(-int64(len(expired)))
+	if ch := c.channel.Load(); ch != nil {
+		ch.inFlightCount.Add(-int64(len(expired)))
+		ch.timeoutCount.Add(uint64(len(expired)))
+		ch.requeue(expired)
+	}
+	c.wakeUp()
+}
+
+// takeAllInFlight empties the in-flight set; closing stops further deliveries.
+func (c *client) takeAllInFlight(closing bool) []*Message {
+	c.mu.Lock()
+	out := []*Message(c.inFlightHeap)
+	c.inFlightHeap = nil
+	clear(c.inFlight)
+	if closing {
+		c.closed = true
+	}
+	c.mu.Unlock()
+	if len(out) > 0 {
+		c.inFlightCount.Add(-int64(len(out)))
+		if ch := c.channel.Load(); ch != nil {
+			ch.inFlightCount.Add(-int64(len(out)))
+		}
+	}
+	return out
+}
+
+// dropInFlight forgets every in-flight message (channel emptied).
+func (c *client) dropInFlight() {
+	c.takeAllInFlight(false)
+	c.wakeUp()
+}
+
+// cleanup runs when the connection has ended: it unsubscribes the client
+// and requeues its in-flight messages at once (NSQ waits for their timeout).
+func (c *client) cleanup() {
+	msgs := c.takeAllInFlight(true)
+	ch := c.channel.Load()
+	if ch == nil {
+		return
+	}
+	if len(msgs) > 0 {
+		ch.requeue(msgs)
+	}
+	ch.removeClient(c)
+}
+
+func (c *client) countPub(topic string, n int) {
+	c.published.Store(true)
+	c.mu.Lock()
+	if c.pubCounts == nil {
+		c.pubCounts = make(map[string]uint64)
+	}
+	c.pubCounts[topic] += uint64(n)
+	c.mu.Unlock()
+}

@@ -1,0 +1,78 @@
+package nsqd
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// MessageID is the 16-byte ID clients echo in FIN, REQ and TOUCH: the
+// lower-case hex form of a 64-bit per-topic snowflake value.
+type MessageID [16]byte
+
+// messageHeaderLen is the size of timestamp, attempts and ID in front of the
+// body, both on the wire and in disk-queue records.
+const messageHeaderLen = 8 + 2 + 16
+
+// Message is one copy of a published message as one topic or channel holds
+// it. Copies in different channels share Body (never modified) but have
+// their own delivery state.
+type Message struct {
+	ID        MessageID
+	Body      []byte
+	Timestamp int64 // publish time, Unix nanoseconds; never changes
+	Attempts  uint16
+
+	// Delivery state. A message is in at most one place at a time (a queue,
+	// a deferred heap or one client's in-flight set); the owner's mutex
+	// guards these fields.
+	deliverAt  int64 // deferred: Unix ns when it becomes visible (0 = now)
+	deliveryTS int64 // in flight: Unix ns of the delivery
+	deadline   int64 // in flight: timeout; deferred: same as deliverAt
+	index      int   // position in the heap that holds it
+}
+
+// writeTo writes the message as a V2 message frame.
+func (m *Message) writeFrame(w io.Writer) error {
+	var hdr [8 + messageHeaderLen]byte
+	binary.BigEndian.PutUint32(hdr[0:4], uint32(4+messageHeaderLen+len(m.Body)))
+	binary.BigEndian.PutUint32(hdr[4:8], 2) // FrameTypeMessage
+	putMessageHeader(hdr[8:], m)
+	if _, err := w.Write(hdr[:]); err != nil {
+		return err
+	}
+	_, err := w.Write(m.Body)
+	return err
+}
+
+func putMessageHeader(b []byte, m *Message) {
+	binary.BigEndian.PutUint64(b[0:8], uint64(m.Timestamp))
+	binary.BigEndian.PutUint16(b[8:10], m.Attempts)
+	copy(b[10:26], m.ID[:])
+}
+
+// appendMessage appends the storage form (as in NSQ's disk queues):
+// timestamp, attempts, ID, body.
+func appendMessage(b []byte, m *Message) []byte {
+	b = binary.BigEndian.AppendUint64(b, uint64(m.Timestamp))
+	b = binary.BigEndian.AppendUint16(b, m.Attempts)
+	b = append(b, m.ID[:]...)
+	return append(b, m.Body...)
+}
+
+var errShortMessage = errors.New("message shorter than its header")
+
+// decodeMessage parses the storage form. The body aliases b.
+func decodeMessage(b []byte) (*Message, error) {
+	if len(b) < messageHeaderLen {
+		return nil, fmt.Errorf("decode message of %d bytes: %w", len(b), errShortMessage)
+	}
+	m := &Message{
+		Timestamp: int64(binary.BigEndian.Uint64(b[0:8])),
+		Attempts:  binary.BigEndian.Uint16(b[8:10]),
+		Body:      b[messageHeaderLen:],
+	}
+	copy(m.ID[:], b[10:26])
+	return m, nil
+}

@@ -1,0 +1,478 @@
+package nsqd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nsqclone/nsq/internal/nsqlog"
+	"github.com/nsqclone/nsq/internal/protocol"
+	"github.com/nsqclone/nsq/internal/version"
+)
+
+// ErrTopicNotFound is returned for a topic that does not exist.
+var ErrTopicNotFound = errors.New("topic not found")
+
+// NSQD is one nsqd daemon.
+type NSQD struct {
+	opts      *Options
+	logger    *slog.Logger
+	logLevel  *slog.LevelVar
+	level     atomic.Int32 // nsqlog.Level behind logLevel
+	startTime time.Time
+	dirLock   *dirLock
+
+	tcpListener  net.Listener
+	httpListener net.Listener
+
+	// mu guards topics.
+	mu     sync.RWMutex
+	topics map[string]*Topic
+
+	clientsMu  sync.RWMutex
+	clients    map[int64]*client
+	clientSeq  atomic.Int64
+	connWG     sync.WaitGroup // one per TCP connection
+	conns      sync.Map       // net.Conn → struct{}: connections not yet past the magic
+	exiting    atomic.Bool
+	persistCh  chan struct{} // cap 1: nsqd.dat needs rewriting
+	persistMu  sync.Mutex
+	health     atomic.Pointer[error]
+	lookupAddr atomic.Pointer[[]string]
+}
+
+// New validates opts, locks the data directory and binds the listeners. It
+// starts nothing: Run does.
+func New(opts *Options) (*NSQD, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	n := &NSQD{
+		opts:      opts,
+		logLevel:  new(slog.LevelVar),
+		startTime: time.Now(),
+		topics:    make(map[string]*Topic),
+		clients:   make(map[int64]*client),
+		persistCh: make(chan struct{}, 1),
+	}
+	n.logLevel.Set(opts.LogLevel.Slog())
+	n.level.Store(int32(opts.LogLevel))
+	n.logger = opts.Logger
+	if n.logger == nil {
+		n.logger = nsqlog.New(os.Stderr, opts.LogPrefix, n.logLevel)
+	}
+	addrs := append([]string(nil), opts.NSQLookupdTCPAddresses...)
+	n.lookupAddr.Store(&addrs)
+
+	dl, err := lockDir(n.dataPath())
+	if err != nil {
+		return nil, fmt.Errorf("failed to lock data-path: %w", err)
+	}
+	n.dirLock = dl
+	if n.tcpListener, err = listen(opts.TCPAddress); err != nil {
+		dl.unlock()
+		return nil, err
+	}
+	if opts.HTTPAddress != "" {
+		if n.httpListener, err = listen(opts.HTTPAddress); err != nil {
+			n.tcpListener.Close()
+			dl.unlock()
+			return nil, err
+		}
+	}
+	return n, nil
+}
+
+// listen binds host:port, or a unix socket for anything else.
+func listen(addr string) (net.Listener, error) {
+	network := "tcp"
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		network = "unix"
+	}
+	l, err := net.Listen(network, addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen (%s) failed - %w", addr, err)
+	}
+	return l, nil
+}
+
+// TCPAddr is the address the TCP listener is bound to.
+func (n *NSQD) TCPAddr() net.Addr { return n.tcpListener.Addr() }
+
+// HTTPAddr is the HTTP listener's address, nil when HTTP is disabled.
+func (n *NSQD) HTTPAddr() net.Addr {
+	if n.httpListener == nil {
+		return nil
+	}
+	return n.httpListener.Addr()
+}
+
+// Options returns the options the daemon was built with (read-only).
+func (n *NSQD) Options() *Options { return n.opts }
+
+// StartTime is when New was called.
+func (n *NSQD) StartTime() time.Time { return n.startTime }
+
+// Health is nil while the last disk-queue write succeeded.
+func (n *NSQD) Health() error {
+	if p := n.health.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+func (n *NSQD) setHealth(err error) {
+	if err == nil {
+		if n.health.Load() != nil {
+			n.health.Store(nil)
+		}
+		return
+	}
+	n.health.Store(&err)
+}
+
+// LogLevel is the current --log-level.
+func (n *NSQD) LogLevel() nsqlog.Level { return nsqlog.Level(n.level.Load()) }
+
+// SetLogLevel changes the log level at runtime (PUT /config/log_level).
+func (n *NSQD) SetLogLevel(l nsqlog.Level) {
+	n.level.Store(int32(l))
+	n.logLevel.Set(l.Slog())
+}
+
+// LookupdTCPAddresses is the current set of nsqlookupd TCP addresses.
+func (n *NSQD) LookupdTCPAddresses() []string { return *n.lookupAddr.Load() }
+
+// SetLookupdTCPAddresses replaces the set (PUT /config/nsqlookupd_tcp_addresses).
+func (n *NSQD) SetLookupdTCPAddresses(addrs []string) {
+	a := append([]string(nil), addrs...)
+	n.lookupAddr.Store(&a)
+}
+
+func (n *NSQD) tlsRequiredTCP() bool { return n.opts.TLSRequired != TLSNotRequired }
+
+// Run serves until ctx ends or a listener fails, then shuts down in order:
+// listeners and connections, loops, nsqd.dat, topics (flushed to disk), the
+// data-directory lock.
+func (n *NSQD) Run(ctx context.Context) error {
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	n.logger.Info(version.String("nsqd"))
+	n.logger.Info(fmt.Sprintf("ID: %d", n.opts.ID))
+
+	if err := n.loadMetadata(); err != nil {
+		n.shutdownListeners()
+		return errors.Join(fmt.Errorf("failed to load metadata - %w", err), n.closeTopics(), n.dirLock.unlock())
+	}
+	if err := n.PersistMetadata(); err != nil {
+		n.logger.Error("NSQ: failed to persist metadata", "err", err)
+	}
+
+	var httpServer *http.Server
+	var wg sync.WaitGroup
+	n.logger.Info("TCP: listening", "addr", n.tcpListener.Addr().String())
+	wg.Go(func() { stop(n.serveTCP()) })
+	if n.httpListener != nil {
+		httpServer = &http.Server{Handler: n.newHTTPHandler(0), ErrorLog: slog.NewLogLogger(n.logger.Handler(), slog.LevelDebug)}
+		n.logger.Info("HTTP: listening", "addr", n.httpListener.Addr().String())
+		wg.Go(func() {
+			if err := httpServer.Serve(n.httpListener); !errors.Is(err, http.ErrServerClosed) {
+				stop(fmt.Errorf("http server: %w", err))
+			}
+		})
+	}
+	loopCtx, stopLoops := context.WithCancel(context.Background())
+	var loops sync.WaitGroup
+	loops.Go(func() { n.queueScanLoop(loopCtx) })
+	loops.Go(func() { n.persistLoop(loopCtx) })
+
+	<-ctx.Done()
+	n.exiting.Store(true)
+	n.logger.Info("NSQ: closing")
+
+	n.shutdownListeners()
+	n.closeClients()
+	if httpServer != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		httpServer.Shutdown(sctx)
+		cancel()
+	}
+	wg.Wait()
+	stopLoops()
+	loops.Wait()
+
+	err := errors.Join(n.PersistMetadata(), n.closeTopics(), n.dirLock.unlock())
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		err = errors.Join(cause, err)
+	}
+	return err
+}
+
+func (n *NSQD) shutdownListeners() {
+	n.tcpListener.Close()
+	if n.httpListener != nil {
+		n.httpListener.Close()
+	}
+}
+
+// serveTCP accepts connections until the listener is closed (then nil).
+func (n *NSQD) serveTCP() error {
+	for {
+		conn, err := n.tcpListener.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			return fmt.Errorf("tcp accept: %w", err)
+		}
+		n.connWG.Go(func() { n.handleConn(conn) })
+	}
+}
+
+// handleConn reads the protocol magic and serves the connection.
+func (n *NSQD) handleConn(conn net.Conn) {
+	n.conns.Store(conn, struct{}{})
+	defer n.conns.Delete(conn)
+	if n.exiting.Load() {
+		conn.Close()
+		return
+	}
+	var magic [4]byte
+	if _, err := io.ReadFull(conn, magic[:]); err != nil {
+		conn.Close()
+		return
+	}
+	if string(magic[:]) != protocol.MagicV2 {
+		conn.Write(protocol.AppendFrame(nil, protocol.FrameTypeError, []byte("E_BAD_PROTOCOL")))
+		conn.Close()
+		return
+	}
+	c := newClient(n, n.clientSeq.Add(1), conn)
+	n.serveV2(c)
+}
+
+func (n *NSQD) addClient(c *client) {
+	n.clientsMu.Lock()
+	n.clients[c.id] = c
+	n.clientsMu.Unlock()
+	if n.exiting.Load() {
+		c.closeConn()
+	}
+}
+
+func (n *NSQD) removeClient(c *client) {
+	n.clientsMu.Lock()
+	delete(n.clients, c.id)
+	n.clientsMu.Unlock()
+}
+
+func (n *NSQD) clientList() []*client {
+	n.clientsMu.RLock()
+	defer n.clientsMu.RUnlock()
+	out := make([]*client, 0, len(n.clients))
+	for _, c := range n.clients {
+		out = append(out, c)
+	}
+	return out
+}
+
+// closeClients closes every connection and waits for their goroutines, which
+// requeue the clients' in-flight messages.
+func (n *NSQD) closeClients() {
+	n.conns.Range(func(k, _ any) bool { k.(net.Conn).Close(); return true })
+	for _, c := range n.clientList() {
+		c.closeConn()
+	}
+	n.connWG.Wait()
+}
+
+// GetTopic returns the topic, creating it if needed.
+func (n *NSQD) GetTopic(name string) (*Topic, error) { return n.getTopic(name, true) }
+
+func (n *NSQD) getTopic(name string, announce bool) (*Topic, error) {
+	n.mu.RLock()
+	t, ok := n.topics[name]
+	n.mu.RUnlock()
+	if ok {
+		return t, nil
+	}
+	n.mu.Lock()
+	if t, ok = n.topics[name]; ok {
+		n.mu.Unlock()
+		return t, nil
+	}
+	if n.exiting.Load() {
+		n.mu.Unlock()
+		return nil, ErrExiting
+	}
+	t = newTopic(n, name)
+	n.topics[name] = t
+	n.mu.Unlock()
+	t.log.Info("TOPIC: created")
+	if announce {
+		n.topicCreated(t)
+	}
+	return t, nil
+}
+
+// GetExistingTopic returns the topic or ErrTopicNotFound.
+func (n *NSQD) GetExistingTopic(name string) (*Topic, error) {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	t, ok := n.topics[name]
+	if !ok {
+		return nil, ErrTopicNotFound
+	}
+	return t, nil
+}
+
+// DeleteExistingTopic deletes the topic with its channels and data.
+func (n *NSQD) DeleteExistingTopic(name string) error {
+	n.mu.Lock()
+	t, ok := n.topics[name]
+	if !ok {
+		n.mu.Unlock()
+		return ErrTopicNotFound
+	}
+	delete(n.topics, name)
+	n.mu.Unlock()
+	err := t.delete()
+	t.log.Info("TOPIC: deleted")
+	n.topicDeleted(t)
+	return err
+}
+
+// deleteEphemeralTopic deletes an ephemeral topic whose last channel went.
+func (n *NSQD) deleteEphemeralTopic(t *Topic) {
+	n.mu.Lock()
+	if n.topics[t.name] != t {
+		n.mu.Unlock()
+		return
+	}
+	t.mu.RLock()
+	busy := len(t.chans) > 0
+	t.mu.RUnlock()
+	if busy {
+		n.mu.Unlock()
+		return
+	}
+	delete(n.topics, t.name)
+	n.mu.Unlock()
+	if err := t.delete(); err != nil {
+		t.log.Error("TOPIC: failed to delete", "err", err)
+	}
+	t.log.Info("TOPIC: deleted")
+	n.topicDeleted(t)
+}
+
+// topicList returns the topics sorted by name.
+func (n *NSQD) topicList() []*Topic {
+	n.mu.RLock()
+	out := make([]*Topic, 0, len(n.topics))
+	for _, t := range n.topics {
+		out = append(out, t)
+	}
+	n.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out
+}
+
+// Hooks for topic and channel changes: nsqd.dat is rewritten (for durable
+// objects) and, once lookupd support lands, registrations are sent.
+func (n *NSQD) topicCreated(t *Topic) {
+	if !t.ephemeral {
+		n.persistSoon()
+	}
+}
+
+func (n *NSQD) topicDeleted(t *Topic) {
+	if !t.ephemeral {
+		n.persistSoon()
+	}
+}
+
+func (n *NSQD) channelCreated(t *Topic, c *Channel) {
+	if !c.ephemeral && !t.ephemeral {
+		n.persistSoon()
+	}
+}
+
+func (n *NSQD) channelDeleted(t *Topic, c *Channel) {
+	if !c.ephemeral && !t.ephemeral {
+		n.persistSoon()
+	}
+}
+
+// persistSoon asks the persist loop to rewrite nsqd.dat. Bursts of creations
+// share one write (NSQ rewrites and fsyncs the file for every one).
+func (n *NSQD) persistSoon() {
+	select {
+	case n.persistCh <- struct{}{}:
+	default:
+	}
+}
+
+func (n *NSQD) persistLoop(ctx context.Context) {
+	for {
+		select {
+		case <-n.persistCh:
+			if err := n.PersistMetadata(); err != nil {
+				n.logger.Error("NSQ: failed to persist metadata", "err", err)
+			}
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// queueScanLoop moves due deferred messages to their channels' queues and
+// requeues timed-out in-flight messages, every QueueScanInterval. Only
+// channels and clients with pending messages do any work.
+func (n *NSQD) queueScanLoop(ctx context.Context) {
+	ticker := time.NewTicker(n.opts.QueueScanInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ticker.C:
+		case <-ctx.Done():
+			return
+		}
+		now := time.Now().UnixNano()
+		for _, t := range n.topicList() {
+			t.mu.RLock()
+			chans := append([]*Channel(nil), t.chans...)
+			t.mu.RUnlock()
+			for _, c := range chans {
+				c.processDeferred(now)
+			}
+		}
+		for _, c := range n.clientList() {
+			c.processTimeouts(now)
+		}
+	}
+}
+
+// closeTopics flushes and closes every topic.
+func (n *NSQD) closeTopics() error {
+	var errs []error
+	for _, t := range n.topicList() {
+		if err := t.close(); err != nil {
+			errs = append(errs, fmt.Errorf("close topic %q: %w", t.name, err))
+		}
+	}
+	return errors.Join(errs...)
+}

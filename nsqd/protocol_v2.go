@@ -1,0 +1,644 @@
+package nsqd
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"time"
+
+	"github.com/nsqclone/nsq/internal/protocol"
+	"github.com/nsqclone/nsq/internal/version"
+)
+
+func sample() int32 { return int32(rand.IntN(100)) }
+
+// serveV2 runs the command loop of a connection that sent "  V2" until the
+// connection ends, then cleans up. The pump runs beside it.
+func (n *NSQD) serveV2(c *client) {
+	n.addClient(c)
+	pumpDone := make(chan struct{})
+	go func() { // owned here: serveV2 waits for it below
+		defer close(pumpDone)
+		c.pump()
+	}()
+	err := c.commandLoop()
+	c.closeConn()
+	<-pumpDone
+	c.cleanup()
+	n.removeClient(c)
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+		c.log.Debug("PROTOCOL(V2): connection ended", "err", err)
+	}
+}
+
+// commandLoop reads commands until an error or a fatal protocol error.
+func (c *client) commandLoop() error {
+	var params [][]byte
+	for {
+		c.mu.Lock()
+		hb := c.heartbeatInterval
+		c.mu.Unlock()
+		if hb > 0 {
+			c.conn.SetReadDeadline(time.Now().Add(2 * hb))
+		} else {
+			c.conn.SetReadDeadline(time.Time{})
+		}
+		line, err := c.r.ReadSlice('\n')
+		if err != nil {
+			if errors.Is(err, bufio.ErrBufferFull) {
+				err = fmt.Errorf("command line longer than %d bytes", c.r.Size())
+			}
+			return err
+		}
+		params = protocol.SplitParams(protocol.TrimLine(line), params)
+		resp, err := c.exec(params)
+		if err != nil {
+			var perr *protocol.Error
+			if !errors.As(err, &perr) {
+				return err // I/O error
+			}
+			if c.log.Enabled(context.Background(), slog.LevelDebug) {
+				c.log.Debug("PROTOCOL(V2): command failed", "err", perr.Error())
+			}
+			if werr := c.writeFrameFlush(protocol.FrameTypeError, []byte(perr.Error())); werr != nil {
+				return werr
+			}
+			if perr.Fatal {
+				return err
+			}
+			continue
+		}
+		if resp != nil {
+			if err := c.writeResponse(resp); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (c *client) exec(params [][]byte) ([]byte, error) {
+	cmd := params[0]
+	if c.nsqd.tlsRequiredTCP() && !c.isTLS() && string(cmd) != "IDENTIFY" {
+		return nil, protocol.Fatal("E_INVALID", fmt.Sprintf("cannot %s in current state (TLS required)", cmd))
+	}
+	switch string(cmd) {
+	case "FIN":
+		return c.fin(params)
+	case "RDY":
+		return c.rdyCmd(params)
+	case "REQ":
+		return c.req(params)
+	case "PUB":
+		return c.pub(params)
+	case "MPUB":
+		return c.mpub(params)
+	case "DPUB":
+		return c.dpub(params)
+	case "NOP":
+		return nil, nil
+	case "TOUCH":
+		return c.touchCmd(params)
+	case "SUB":
+		return c.sub(params)
+	case "CLS":
+		return c.cls()
+	case "AUTH":
+		return c.auth(params)
+	case "IDENTIFY":
+		return c.identify(params)
+	}
+	return nil, protocol.Fatal("E_INVALID", fmt.Sprintf("invalid command %s", cmd))
+}
+
+func (c *client) isTLS() bool { return false }
+
+// readBody reads a [4-byte size][body] block, checking 0 < size <= max.
+// what names the command in errors ("IDENTIFY", "AUTH").
+func (c *client) readBody(code, what string, max int64) ([]byte, error) {
+	var sz [4]byte
+	if _, err := io.ReadFull(c.r, sz[:]); err != nil {
+		return nil, protocol.Fatal(code, what+" failed to read body size")
+	}
+	size := int32(binary.BigEndian.Uint32(sz[:]))
+	if int64(size) > max {
+		return nil, protocol.Fatal(code, fmt.Sprintf("%s body too big %d > %d", what, size, max))
+	}
+	if size <= 0 {
+		return nil, protocol.Fatal(code, fmt.Sprintf("%s invalid body size %d", what, size))
+	}
+	body := make([]byte, size)
+	if _, err := io.ReadFull(c.r, body); err != nil {
+		return nil, protocol.Fatal(code, what+" failed to read body")
+	}
+	return body, nil
+}
+
+// identifyRequest is the IDENTIFY body; unknown keys are ignored.
+type identifyRequest struct {
+	ClientID            string `json:"client_id"`
+	Hostname            string `json:"hostname"`
+	UserAgent           string `json:"user_agent"`
+	FeatureNegotiation  bool   `json:"feature_negotiation"`
+	HeartbeatInterval   int    `json:"heartbeat_interval"`
+	OutputBufferSize    int    `json:"output_buffer_size"`
+	OutputBufferTimeout int    `json:"output_buffer_timeout"`
+	TLSv1               bool   `json:"tls_v1"`
+	Snappy              bool   `json:"snappy"`
+	Deflate             bool   `json:"deflate"`
+	DeflateLevel        int    `json:"deflate_level"`
+	SampleRate          int32  `json:"sample_rate"`
+	MsgTimeout          int    `json:"msg_timeout"`
+	TopologyRegion      string `json:"topology_region"`
+	TopologyZone        string `json:"topology_zone"`
+}
+
+// identifyResponse is the feature-negotiation reply, in NSQ's key order.
+type identifyResponse struct {
+	MaxRdyCount         int64  `json:"max_rdy_count"`
+	Version             string `json:"version"`
+	MaxMsgTimeout       int64  `json:"max_msg_timeout"`
+	MsgTimeout          int64  `json:"msg_timeout"`
+	TLSv1               bool   `json:"tls_v1"`
+	Deflate             bool   `json:"deflate"`
+	DeflateLevel        int    `json:"deflate_level"`
+	MaxDeflateLevel     int    `json:"max_deflate_level"`
+	Snappy              bool   `json:"snappy"`
+	SampleRate          int32  `json:"sample_rate"`
+	AuthRequired        bool   `json:"auth_required"`
+	OutputBufferSize    int    `json:"output_buffer_size"`
+	OutputBufferTimeout int64  `json:"output_buffer_timeout"`
+	TopologyRegion      string `json:"topology_region"`
+	TopologyZone        string `json:"topology_zone"`
+}
+
+func (c *client) identify(params [][]byte) ([]byte, error) {
+	if c.state.Load() != stateInit {
+		return nil, protocol.Fatal("E_INVALID", "cannot IDENTIFY in current state")
+	}
+	body, err := c.readBody("E_BAD_BODY", "IDENTIFY", c.nsqd.opts.MaxBodySize)
+	if err != nil {
+		return nil, err
+	}
+	var req identifyRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		return nil, protocol.Fatal("E_BAD_BODY", "IDENTIFY failed to decode JSON body")
+	}
+	s, err := c.nsqd.identifySettings(&req)
+	if err != nil {
+		return nil, err
+	}
+
+	c.mu.Lock()
+	c.clientID, c.hostname, c.userAgent = req.ClientID, req.Hostname, req.UserAgent
+	first := !c.identified
+	c.identified = true
+	if first {
+		c.heartbeatInterval = s.heartbeat
+		c.msgTimeout = s.msgTimeout
+		c.outputBufferTO = s.outputBufferTimeout
+		c.sampleRate = s.sampleRate
+	}
+	c.outputBufferSize = s.outputBufferSize
+	c.mu.Unlock()
+	if first {
+		select {
+		case c.settingsChanged <- struct{}{}:
+		default:
+		}
+	}
+	c.wmu.Lock()
+	if err := c.w.Flush(); err == nil && c.w.Size() != s.outputBufferSize {
+		c.w = newWriter(c.conn, s.outputBufferSize)
+	}
+	c.wmu.Unlock()
+
+	if !req.FeatureNegotiation {
+		return protocol.OK, nil
+	}
+	o := c.nsqd.opts
+	resp, _ := json.Marshal(identifyResponse{
+		MaxRdyCount:         o.MaxRdyCount,
+		Version:             version.Binary,
+		MaxMsgTimeout:       o.MaxMsgTimeout.Milliseconds(),
+		MsgTimeout:          s.msgTimeout.Milliseconds(),
+		DeflateLevel:        s.deflateLevel,
+		MaxDeflateLevel:     o.MaxDeflateLevel,
+		SampleRate:          s.sampleRate,
+		AuthRequired:        false,
+		OutputBufferSize:    s.outputBufferSize,
+		OutputBufferTimeout: s.outputBufferTimeout.Milliseconds(),
+		TopologyRegion:      o.TopologyRegion,
+		TopologyZone:        o.TopologyZone,
+	})
+	return resp, nil
+}
+
+// newWriter returns a writer for an output buffer size; 1 (unbuffered)
+// still uses a small buffer so a frame header goes out with its body.
+func newWriter(conn net.Conn, size int) *bufio.Writer {
+	return bufio.NewWriterSize(conn, max(size, 64))
+}
+
+type identifySettings struct {
+	heartbeat           time.Duration
+	outputBufferSize    int
+	outputBufferTimeout time.Duration
+	sampleRate          int32
+	msgTimeout          time.Duration
+	deflateLevel        int
+}
+
+// identifySettings validates the numeric IDENTIFY fields in NSQ's order and
+// returns the effective values.
+func (n *NSQD) identifySettings(req *identifyRequest) (identifySettings, error) {
+	o := n.opts
+	s := identifySettings{
+		heartbeat:           o.ClientTimeout / 2,
+		outputBufferSize:    defaultBufferSize,
+		outputBufferTimeout: o.OutputBufferTimeout,
+		msgTimeout:          o.MsgTimeout,
+	}
+	bad := func(format string, v int) error {
+		return protocol.Fatal("E_BAD_BODY", fmt.Sprintf("IDENTIFY "+format, v))
+	}
+	switch hb := req.HeartbeatInterval; {
+	case hb == -1:
+		s.heartbeat = 0
+	case hb == 0:
+	case hb >= 1000 && time.Duration(hb)*time.Millisecond <= o.MaxHeartbeatInterval:
+		s.heartbeat = time.Duration(hb) * time.Millisecond
+	default:
+		return s, bad("heartbeat interval (%d) is invalid", hb)
+	}
+	switch to := req.OutputBufferTimeout; {
+	case to == -1:
+		s.outputBufferTimeout = 0
+	case to == 0:
+	case time.Duration(to)*time.Millisecond >= o.MinOutputBufferTimeout &&
+		time.Duration(to)*time.Millisecond <= o.MaxOutputBufferTimeout:
+		s.outputBufferTimeout = time.Duration(to) * time.Millisecond
+	default:
+		return s, bad("output buffer timeout (%d) is invalid", to)
+	}
+	switch sz := req.OutputBufferSize; {
+	case sz == -1:
+		s.outputBufferSize = 1
+		s.outputBufferTimeout = 0
+	case sz == 0:
+	case sz >= 64 && int64(sz) <= o.MaxOutputBufferSize:
+		s.outputBufferSize = sz
+	default:
+		return s, bad("output buffer size (%d) is invalid", sz)
+	}
+	if req.SampleRate < 0 || req.SampleRate > 99 {
+		return s, bad("sample rate (%d) is invalid", int(req.SampleRate))
+	}
+	s.sampleRate = req.SampleRate
+	switch mt := req.MsgTimeout; {
+	case mt == 0:
+	case mt >= 1000 && time.Duration(mt)*time.Millisecond <= o.MaxMsgTimeout:
+		s.msgTimeout = time.Duration(mt) * time.Millisecond
+	default:
+		return s, bad("msg timeout (%d) is invalid", mt)
+	}
+	s.deflateLevel = 6
+	if req.DeflateLevel > 0 {
+		s.deflateLevel = req.DeflateLevel
+	}
+	s.deflateLevel = min(s.deflateLevel, o.MaxDeflateLevel)
+	return s, nil
+}
+
+func (c *client) auth(params [][]byte) ([]byte, error) {
+	if c.state.Load() != stateInit {
+		return nil, protocol.Fatal("E_INVALID", "cannot AUTH in current state")
+	}
+	if len(params) != 1 {
+		return nil, protocol.Fatal("E_INVALID", "AUTH invalid number of parameters")
+	}
+	if _, err := c.readBody("E_BAD_BODY", "AUTH", c.nsqd.opts.MaxBodySize); err != nil {
+		return nil, err
+	}
+	return nil, protocol.Fatal("E_AUTH_DISABLED", "AUTH disabled")
+}
+
+func (c *client) sub(params [][]byte) ([]byte, error) {
+	if c.state.Load() != stateInit {
+		return nil, protocol.Fatal("E_INVALID", "cannot SUB in current state")
+	}
+	c.mu.Lock()
+	hb := c.heartbeatInterval
+	c.mu.Unlock()
+	if hb <= 0 {
+		return nil, protocol.Fatal("E_INVALID", "cannot SUB with heartbeats disabled")
+	}
+	if len(params) < 3 {
+		return nil, protocol.Fatal("E_INVALID", "SUB insufficient number of parameters")
+	}
+	topicName, channelName := string(params[1]), string(params[2])
+	if !protocol.IsValidTopicName(topicName) {
+		return nil, protocol.Fatal("E_BAD_TOPIC", fmt.Sprintf("SUB topic name %q is not valid", topicName))
+	}
+	if !protocol.IsValidChannelName(channelName) {
+		return nil, protocol.Fatal("E_BAD_CHANNEL", fmt.Sprintf("SUB channel name %q is not valid", channelName))
+	}
+	// An ephemeral topic or channel may be deleting itself as we join it; then
+	// the next lookup creates a fresh one. NSQ retries once after 100 ms.
+	var ch *Channel
+	for attempt := 0; ; attempt++ {
+		t, err := c.nsqd.GetTopic(topicName)
+		if err == nil {
+			ch, err = t.GetChannel(channelName)
+		}
+		if err == nil {
+			err = ch.addClient(c)
+		}
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, ErrExiting) {
+			return nil, protocol.Fatal("E_SUB_FAILED", "SUB failed "+err.Error())
+		}
+		if !protocol.IsEphemeral(topicName) && !protocol.IsEphemeral(channelName) {
+			return nil, protocol.Fatal("E_SUB_FAILED", "SUB failed exiting")
+		}
+		if attempt == 1 {
+			return nil, protocol.Fatal("E_SUB_FAILED", "SUB failed to deleted topic/channel")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	c.channel.Store(ch)
+	c.state.Store(stateSubscribed)
+	c.wakeUp()
+	return protocol.OK, nil
+}
+
+func (c *client) rdyCmd(params [][]byte) ([]byte, error) {
+	state := c.state.Load()
+	if state == stateClosing {
+		return nil, nil
+	}
+	if state != stateSubscribed {
+		return nil, protocol.Fatal("E_INVALID", "cannot RDY in current state")
+	}
+	count := int64(1)
+	if len(params) > 1 {
+		v, ok := protocol.ParseDigits(params[1])
+		if !ok {
+			return nil, protocol.Fatal("E_INVALID", fmt.Sprintf("RDY could not parse count %s", params[1]))
+		}
+		if v > uint64(c.nsqd.opts.MaxRdyCount) {
+			return nil, protocol.Fatal("E_INVALID", fmt.Sprintf("RDY count %d out of range 0-%d", v, c.nsqd.opts.MaxRdyCount))
+		}
+		count = int64(v)
+	}
+	c.rdy.Store(count)
+	c.wakeUp()
+	return nil, nil
+}
+
+// messageID validates an ID parameter.
+func messageID(cmd string, params [][]byte) (MessageID, error) {
+	var id MessageID
+	if len(params) < 2 {
+		return id, protocol.Fatal("E_INVALID", cmd+" insufficient number of params")
+	}
+	if len(params[1]) != len(id) {
+		return id, protocol.Fatal("E_INVALID", "invalid message ID")
+	}
+	copy(id[:], params[1])
+	return id, nil
+}
+
+func (c *client) checkConsuming(cmd string) error {
+	if s := c.state.Load(); s != stateSubscribed && s != stateClosing {
+		return protocol.Fatal("E_INVALID", "cannot "+cmd+" in current state")
+	}
+	return nil
+}
+
+func (c *client) fin(params [][]byte) ([]byte, error) {
+	if err := c.checkConsuming("FIN"); err != nil {
+		return nil, err
+	}
+	id, err := messageID("FIN", params)
+	if err != nil {
+		return nil, err
+	}
+	if m, why := c.popInFlight(id); m == nil {
+		return nil, protocol.NonFatal("E_FIN_FAILED", fmt.Sprintf("FIN %s failed %s", id[:], why))
+	}
+	c.finishCount.Add(1)
+	return nil, nil
+}
+
+func (c *client) req(params [][]byte) ([]byte, error) {
+	if err := c.checkConsuming("REQ"); err != nil {
+		return nil, err
+	}
+	if len(params) < 3 {
+		return nil, protocol.Fatal("E_INVALID", "REQ insufficient number of params")
+	}
+	id, err := messageID("REQ", params)
+	if err != nil {
+		return nil, err
+	}
+	ms, ok := protocol.ParseDigits(params[2])
+	if !ok {
+		return nil, protocol.Fatal("E_INVALID", fmt.Sprintf("REQ could not parse timeout %s", params[2]))
+	}
+	timeout := time.Duration(min(ms, uint64(c.nsqd.opts.MaxReqTimeout.Milliseconds()))) * time.Millisecond
+	ch := c.channel.Load()
+	if ch.isExiting() {
+		return nil, protocol.NonFatal("E_REQ_FAILED", fmt.Sprintf("REQ %s failed exiting", id[:]))
+	}
+	m, why := c.popInFlight(id)
+	if m == nil {
+		return nil, protocol.NonFatal("E_REQ_FAILED", fmt.Sprintf("REQ %s failed %s", id[:], why))
+	}
+	c.requeueCount.Add(1)
+	ch.requeueCount.Add(1)
+	if timeout == 0 {
+		ch.requeue([]*Message{m})
+	} else {
+		ch.deferMessage(m, timeout)
+	}
+	return nil, nil
+}
+
+func (c *client) touchCmd(params [][]byte) ([]byte, error) {
+	if err := c.checkConsuming("TOUCH"); err != nil {
+		return nil, err
+	}
+	id, err := messageID("TOUCH", params)
+	if err != nil {
+		return nil, err
+	}
+	if why := c.touch(id); why != "" {
+		return nil, protocol.NonFatal("E_TOUCH_FAILED", fmt.Sprintf("TOUCH %s failed %s", id[:], why))
+	}
+	return nil, nil
+}
+
+func (c *client) cls() ([]byte, error) {
+	if c.state.Load() != stateSubscribed {
+		return nil, protocol.Fatal("E_INVALID", "cannot CLS in current state")
+	}
+	c.rdy.Store(0)
+	c.state.Store(stateClosing)
+	return protocol.CloseWait, nil
+}
+
+// topicParam validates the topic parameter of PUB, MPUB and DPUB.
+func (c *client) topicParam(cmd string, params [][]byte, min int, badCode string) (string, error) {
+	if len(params) < min {
+		return "", protocol.Fatal("E_INVALID", cmd+" insufficient number of parameters")
+	}
+	name := string(params[1])
+	if !protocol.IsValidTopicName(name) {
+		return "", protocol.Fatal("E_BAD_TOPIC", fmt.Sprintf("%s%s topic name %q is not valid", badCode, cmd, name))
+	}
+	return name, nil
+}
+
+// readMessageBody reads PUB's and DPUB's [4-byte size][body].
+func (c *client) readMessageBody(cmd string) ([]byte, error) {
+	var sz [4]byte
+	if _, err := io.ReadFull(c.r, sz[:]); err != nil {
+		return nil, protocol.Fatal("E_BAD_MESSAGE", cmd+" failed to read message body size")
+	}
+	size := int32(binary.BigEndian.Uint32(sz[:]))
+	if size <= 0 {
+		return nil, protocol.Fatal("E_BAD_MESSAGE", fmt.Sprintf("%s invalid message body size %d", cmd, size))
+	}
+	if max := c.nsqd.opts.MaxMsgSize; int64(size) > max {
+		return nil, protocol.Fatal("E_BAD_MESSAGE", fmt.Sprintf("%s message too big %d > %d", cmd, size, max))
+	}
+	body := make([]byte, size)
+	if _, err := io.ReadFull(c.r, body); err != nil {
+		return nil, protocol.Fatal("E_BAD_MESSAGE", cmd+" failed to read message body")
+	}
+	return body, nil
+}
+
+func (c *client) pub(params [][]byte) ([]byte, error) {
+	name, err := c.topicParam("PUB", params, 2, "")
+	if err != nil {
+		return nil, err
+	}
+	body, err := c.readMessageBody("PUB")
+	if err != nil {
+		return nil, err
+	}
+	t, err := c.nsqd.GetTopic(name)
+	if err == nil {
+		err = t.Publish(body, 0)
+	}
+	if err != nil {
+		return nil, protocol.Fatal("E_PUB_FAILED", "PUB failed "+err.Error())
+	}
+	c.countPub(name, 1)
+	return protocol.OK, nil
+}
+
+func (c *client) dpub(params [][]byte) ([]byte, error) {
+	name, err := c.topicParam("DPUB", params, 3, "")
+	if err != nil {
+		return nil, err
+	}
+	ms, ok := protocol.ParseDigits(params[2])
+	if !ok {
+		return nil, protocol.Fatal("E_INVALID", fmt.Sprintf("DPUB could not parse timeout %s", params[2]))
+	}
+	if max := uint64(c.nsqd.opts.MaxReqTimeout.Milliseconds()); ms > max {
+		return nil, protocol.Fatal("E_INVALID", fmt.Sprintf("DPUB timeout %d out of range 0-%d", ms, max))
+	}
+	body, err := c.readMessageBody("DPUB")
+	if err != nil {
+		return nil, err
+	}
+	t, err := c.nsqd.GetTopic(name)
+	if err == nil {
+		err = t.Publish(body, time.Duration(ms)*time.Millisecond)
+	}
+	if err != nil {
+		return nil, protocol.Fatal("E_DPUB_FAILED", "DPUB failed "+err.Error())
+	}
+	c.countPub(name, 1)
+	return protocol.OK, nil
+}
+
+func (c *client) mpub(params [][]byte) ([]byte, error) {
+	name, err := c.topicParam("MPUB", params, 2, "E_BAD_TOPIC ")
+	if err != nil {
+		return nil, err
+	}
+	t, err := c.nsqd.GetTopic(name) // NSQ creates the topic before reading the body
+	if err != nil {
+		return nil, protocol.Fatal("E_MPUB_FAILED", "MPUB failed "+err.Error())
+	}
+	var sz [4]byte
+	if _, err := io.ReadFull(c.r, sz[:]); err != nil {
+		return nil, protocol.Fatal("E_BAD_BODY", "MPUB failed to read body size")
+	}
+	size := int32(binary.BigEndian.Uint32(sz[:]))
+	if size <= 0 {
+		return nil, protocol.Fatal("E_BAD_BODY", fmt.Sprintf("MPUB invalid body size %d", size))
+	}
+	if max := c.nsqd.opts.MaxBodySize; int64(size) > max {
+		return nil, protocol.Fatal("E_BAD_BODY", fmt.Sprintf("MPUB body too big %d > %d", size, max))
+	}
+	bodies, err := readMPUBMessages(c.r, c.nsqd.opts.MaxMsgSize, c.nsqd.opts.MaxBodySize)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.PublishMulti(bodies); err != nil {
+		return nil, protocol.Fatal("E_MPUB_FAILED", "MPUB failed "+err.Error())
+	}
+	c.countPub(name, len(bodies))
+	return protocol.OK, nil
+}
+
+// readMPUBMessages reads [4-byte count]([4-byte size][body])*count, validating
+// every message before returning any. Bodies share one allocation.
+func readMPUBMessages(r io.Reader, maxMsgSize, maxBodySize int64) ([][]byte, error) {
+	var hdr [4]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return nil, protocol.Fatal("E_BAD_BODY", "MPUB failed to read message count")
+	}
+	count := int32(binary.BigEndian.Uint32(hdr[:]))
+	if count <= 0 || int64(count) > (maxBodySize-4)/5 {
+		return nil, protocol.Fatal("E_BAD_BODY", fmt.Sprintf("MPUB invalid message count %d", count))
+	}
+	bodies := make([][]byte, 0, count)
+	var block []byte // bodies are carved from block; a new one when it is full
+	for i := range int(count) {
+		if _, err := io.ReadFull(r, hdr[:]); err != nil {
+			return nil, protocol.Fatal("E_BAD_MESSAGE", fmt.Sprintf("MPUB failed to read message(%d) body size", i))
+		}
+		size := int32(binary.BigEndian.Uint32(hdr[:]))
+		if size <= 0 {
+			return nil, protocol.Fatal("E_BAD_MESSAGE", fmt.Sprintf("MPUB invalid message(%d) body size %d", i, size))
+		}
+		if int64(size) > maxMsgSize {
+			return nil, protocol.Fatal("E_BAD_MESSAGE", fmt.Sprintf("MPUB message too big %d > %d", size, maxMsgSize))
+		}
+		if cap(block)-len(block) < int(size) {
+			block = make([]byte, 0, max(int(size), 32*1024))
+		}
+		body := block[len(block) : len(block)+int(size) : len(block)+int(size)]
+		block = block[:len(block)+int(size)]
+		if _, err := io.ReadFull(r, body); err != nil {
+			return nil, protocol.Fatal("E_BAD_MESSAGE", "MPUB failed to read message body")
+		}
+		bodies = append(bodies, body)
+	}
+	return bodies, nil
+}

@@ -1,0 +1,93 @@
+package nsqd
+
+import "container/heap"
+
+// msgQueue is a FIFO of messages: a ring buffer that grows as needed and
+// gives its memory back once drained, so idle topics and channels cost
+// nothing. Not safe for concurrent use.
+type msgQueue struct {
+	buf  []*Message
+	head int
+	n    int
+}
+
+func (q *msgQueue) len() int { return q.n }
+
+func (q *msgQueue) push(m *Message) {
+	if q.n == len(q.buf) {
+		q.grow()
+	}
+	q.buf[(q.head+q.n)%len(q.buf)] = m
+	q.n++
+}
+
+func (q *msgQueue) grow() {
+	nb := make([]*Message, max(16, 2*len(q.buf)))
+	for i := range q.n {
+		nb[i] = q.buf[(q.head+i)%len(q.buf)]
+	}
+	q.buf, q.head = nb, 0
+}
+
+// popN appends up to max messages to dst.
+func (q *msgQueue) popN(dst []*Message, max int) []*Message {
+	for ; max > 0 && q.n > 0; max-- {
+		dst = append(dst, q.buf[q.head])
+		q.buf[q.head] = nil
+		q.head = (q.head + 1) % len(q.buf)
+		q.n--
+	}
+	if q.n == 0 {
+		q.head = 0
+		if len(q.buf) > 1024 {
+			q.buf = nil
+		}
+	}
+	return dst
+}
+
+// drain removes and returns everything.
+func (q *msgQueue) drain() []*Message {
+	out := q.popN(make([]*Message, 0, q.n), q.n)
+	q.buf, q.head = nil, 0
+	return out
+}
+
+// msgHeap orders messages by deadline: a channel's deferred messages by
+// deliver-at time, a client's in-flight messages by timeout.
+type msgHeap []*Message
+
+func (h msgHeap) Len() int           { return len(h) }
+func (h msgHeap) Less(i, j int) bool { return h[i].deadline < h[j].deadline }
+func (h msgHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index = i
+	h[j].index = j
+}
+func (h *msgHeap) Push(x any) {
+	m := x.(*Message)
+	m.index = len(*h)
+	*h = append(*h, m)
+}
+func (h *msgHeap) Pop() any {
+	old := *h
+	m := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	m.index = -1
+	return m
+}
+
+func (h *msgHeap) add(m *Message) { heap.Push(h, m) }
+
+func (h *msgHeap) remove(m *Message) { heap.Remove(h, m.index) }
+
+func (h *msgHeap) fix(m *Message) { heap.Fix(h, m.index) }
+
+// popDue appends every message whose deadline is <= now.
+func (h *msgHeap) popDue(dst []*Message, now int64) []*Message {
+	for len(*h) > 0 && (*h)[0].deadline <= now {
+		dst = append(dst, heap.Pop(h).(*Message))
+	}
+	return dst
+}

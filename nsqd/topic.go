@@ -1,0 +1,496 @@
+package nsqd
+
+import (
+	"errors"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nsqclone/nsq/internal/protocol"
+	diskqueue "github.com/nsqio/go-diskqueue"
+)
+
+// Topic receives published messages and gives every one of its channels a
+// copy.
+//
+// While the topic has channels and is not paused, a publish is handed to the
+// channels directly by the publishing goroutine: no pump goroutine, no
+// per-message channel send. Otherwise messages wait in the topic's backlog
+// (memory up to --mem-queue-size, then disk; deferred ones in memory with
+// their deliver-at time) and a drain goroutine, started when the topic gets a
+// channel or is unpaused, moves the backlog to the channels.
+type Topic struct {
+	name      string
+	ephemeral bool
+	nsqd      *NSQD
+	log       *slog.Logger
+	backend   diskqueue.Interface // nil for an ephemeral topic
+	guid      *guidFactory
+
+	// mu guards the fields below it. Publishers hold it for reading while
+	// they hand messages over, so channel changes and pause wait for them.
+	mu       sync.RWMutex
+	channels map[string]*Channel
+	chans    []*Channel // the same channels as a slice, for fan-out
+	paused   bool
+	exiting  bool
+	draining bool
+
+	// backlogMu guards the memory backlog and the deferred backlog.
+	backlogMu sync.Mutex
+	backlog   msgQueue
+	deferred  []*Message
+
+	exit chan struct{} // closed when the topic closes; stops the drain
+	wg   sync.WaitGroup
+
+	messageCount atomic.Uint64
+	messageBytes atomic.Uint64
+}
+
+func newTopic(n *NSQD, name string) *Topic {
+	t := &Topic{
+		name:      name,
+		ephemeral: protocol.IsEphemeral(name),
+		nsqd:      n,
+		log:       n.logger.With("topic", name),
+		guid:      newGUIDFactory(n.opts.ID),
+		channels:  make(map[string]*Channel),
+		exit:      make(chan struct{}),
+	}
+	if !t.ephemeral {
+		t.backend = n.newBackend(name)
+	}
+	return t
+}
+
+// ErrChannelNotFound is returned for a channel that does not exist.
+var ErrChannelNotFound = errors.New("channel not found")
+
+// Name is the topic's name.
+func (t *Topic) Name() string { return t.name }
+
+// Publish accepts one message; deferred > 0 delays its delivery.
+func (t *Topic) Publish(body []byte, deferred time.Duration) error {
+	return t.publish([][]byte{body}, deferred)
+}
+
+// PublishMulti accepts several messages at once.
+func (t *Topic) PublishMulti(bodies [][]byte) error {
+	return t.publish(bodies, 0)
+}
+
+// publish allocates the messages of one publish in a single block and puts
+// them.
+func (t *Topic) publish(bodies [][]byte, deferred time.Duration) error {
+	block := make([]Message, len(bodies))
+	msgs := make([]*Message, len(bodies))
+	ids := make([]MessageID, len(bodies))
+	t.guid.fill(ids)
+	now := time.Now().UnixNano()
+	var deliverAt int64
+	if deferred > 0 {
+		deliverAt = now + int64(deferred)
+	}
+	var size uint64
+	for i, b := range bodies {
+		m := &block[i]
+		m.ID, m.Body, m.Timestamp, m.deliverAt = ids[i], b, now, deliverAt
+		msgs[i] = m
+		size += uint64(len(b))
+	}
+	if err := t.put(msgs); err != nil {
+		return err
+	}
+	t.messageCount.Add(uint64(len(msgs)))
+	t.messageBytes.Add(size)
+	return nil
+}
+
+func (t *Topic) put(msgs []*Message) error {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if t.exiting {
+		return ErrExiting
+	}
+	if len(t.chans) > 0 && !t.paused {
+		return t.fanOut(msgs)
+	}
+	return t.putBacklog(msgs)
+}
+
+// fanOut gives each channel its copy. The first channel gets the original
+// messages, last: once a channel has a message its consumers may change it,
+// so every copy must be made before. Callers hold t.mu for reading.
+func (t *Topic) fanOut(msgs []*Message) error {
+	var errs []error
+	for i := len(t.chans) - 1; i >= 0; i-- {
+		c := t.chans[i]
+		cm := msgs
+		if i > 0 {
+			cm = copyMessages(msgs)
+		}
+		if err := c.put(cm); err != nil && !errors.Is(err, ErrExiting) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func copyMessages(msgs []*Message) []*Message {
+	block := make([]Message, len(msgs))
+	out := make([]*Message, len(msgs))
+	for i, m := range msgs {
+		c := &block[i]
+		c.ID, c.Body, c.Timestamp, c.Attempts, c.deliverAt = m.ID, m.Body, m.Timestamp, m.Attempts, m.deliverAt
+		out[i] = c
+	}
+	return out
+}
+
+// putBacklog keeps messages in the topic until it has a channel and is not
+// paused; an ephemeral topic drops what does not fit in memory.
+func (t *Topic) putBacklog(msgs []*Message) error {
+	var overflow []*Message
+	memMax := int(t.nsqd.opts.MemQueueSize)
+	t.backlogMu.Lock()
+	for _, m := range msgs {
+		switch {
+		case m.deliverAt > 0:
+			t.deferred = append(t.deferred, m)
+		case t.backlog.len() < memMax:
+			t.backlog.push(m)
+		default:
+			overflow = append(overflow, m)
+		}
+	}
+	t.backlogMu.Unlock()
+	if len(overflow) == 0 || t.backend == nil {
+		return nil
+	}
+	return t.nsqd.writeBackend(t.backend, overflow)
+}
+
+// startDrainLocked starts the drain goroutine if there is a backlog to move.
+// Callers hold t.mu for writing.
+func (t *Topic) startDrainLocked() {
+	if t.draining || t.exiting || t.paused || len(t.chans) == 0 {
+		return
+	}
+	t.draining = true
+	t.wg.Go(t.drain)
+}
+
+// drain moves the backlog to the channels until it is empty, the topic is
+// paused or loses its channels, or the topic closes.
+func (t *Topic) drain() {
+	var buf []*Message
+	for {
+		t.mu.RLock()
+		if t.exiting || t.paused || len(t.chans) == 0 {
+			t.mu.RUnlock()
+			t.stopDraining()
+			return
+		}
+		t.backlogMu.Lock()
+		buf = t.backlog.popN(buf[:0], 256)
+		buf = append(buf, t.deferred...)
+		t.deferred = nil
+		t.backlogMu.Unlock()
+		if len(buf) > 0 {
+			if err := t.fanOut(buf); err != nil {
+				t.log.Error("TOPIC: failed to pass backlog to channels", "err", err)
+			}
+			t.mu.RUnlock()
+			continue
+		}
+		t.mu.RUnlock()
+
+		if t.backend == nil || t.backend.Depth() == 0 {
+			if t.stopDrainingIfEmpty() {
+				return
+			}
+			continue
+		}
+		select {
+		case b := <-t.backend.ReadChan():
+			m, err := decodeMessage(b)
+			if err != nil {
+				t.log.Error("TOPIC: dropping undecodable message from disk", "err", err)
+				continue
+			}
+			if err := t.put([]*Message{m}); err != nil {
+				t.log.Error("TOPIC: failed to pass message from disk to channels", "err", err)
+			}
+		case <-t.exit:
+			t.stopDraining()
+			return
+		}
+	}
+}
+
+func (t *Topic) stopDraining() {
+	t.mu.Lock()
+	t.draining = false
+	t.mu.Unlock()
+}
+
+// stopDrainingIfEmpty ends the drain unless messages arrived in the backlog
+// meanwhile.
+func (t *Topic) stopDrainingIfEmpty() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.backlogMu.Lock()
+	empty := t.backlog.len() == 0 && len(t.deferred) == 0
+	t.backlogMu.Unlock()
+	if !empty || (t.backend != nil && t.backend.Depth() > 0) {
+		return false
+	}
+	t.draining = false
+	return true
+}
+
+// GetChannel returns the channel, creating it if needed.
+func (t *Topic) GetChannel(name string) (*Channel, error) {
+	t.mu.RLock()
+	c, ok := t.channels[name]
+	t.mu.RUnlock()
+	if ok {
+		return c, nil
+	}
+	t.mu.Lock()
+	if t.exiting {
+		t.mu.Unlock()
+		return nil, ErrExiting
+	}
+	c, ok = t.channels[name]
+	if ok {
+		t.mu.Unlock()
+		return c, nil
+	}
+	c = newChannel(t, name)
+	t.channels[name] = c
+	t.chans = append(t.chans, c)
+	t.startDrainLocked()
+	t.mu.Unlock()
+
+	c.log.Info("CHANNEL: created")
+	c.loadDeferred()
+	t.nsqd.channelCreated(t, c)
+	return c, nil
+}
+
+// GetExistingChannel returns the channel or ErrChannelNotFound.
+func (t *Topic) GetExistingChannel(name string) (*Channel, error) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	c, ok := t.channels[name]
+	if !ok {
+		return nil, ErrChannelNotFound
+	}
+	return c, nil
+}
+
+// DeleteExistingChannel deletes the channel, disconnecting its consumers.
+func (t *Topic) DeleteExistingChannel(name string) error {
+	t.mu.Lock()
+	c, ok := t.channels[name]
+	if !ok {
+		t.mu.Unlock()
+		return ErrChannelNotFound
+	}
+	t.removeChannelLocked(c)
+	t.mu.Unlock()
+	return t.finishChannelDelete(c)
+}
+
+// deleteEphemeralChannel deletes an ephemeral channel whose last client
+// left, unless a new client subscribed in the meantime.
+func (t *Topic) deleteEphemeralChannel(c *Channel) {
+	t.mu.Lock()
+	if t.channels[c.name] != c {
+		t.mu.Unlock()
+		return
+	}
+	c.mu.Lock()
+	busy := len(c.clients) > 0
+	if !busy {
+		c.exiting = true
+	}
+	c.mu.Unlock()
+	if busy {
+		t.mu.Unlock()
+		return
+	}
+	t.removeChannelLocked(c)
+	t.mu.Unlock()
+	if err := t.finishChannelDelete(c); err != nil {
+		c.log.Error("CHANNEL: failed to delete", "err", err)
+	}
+}
+
+func (t *Topic) removeChannelLocked(c *Channel) {
+	delete(t.channels, c.name)
+	i := 0
+	for _, o := range t.chans {
+		if o != c {
+			t.chans[i] = o
+			i++
+		}
+	}
+	clear(t.chans[i:])
+	t.chans = t.chans[:i]
+}
+
+func (t *Topic) finishChannelDelete(c *Channel) error {
+	err := c.delete()
+	c.log.Info("CHANNEL: deleted")
+	t.nsqd.channelDeleted(t, c)
+	if t.ephemeral {
+		t.mu.RLock()
+		empty := len(t.chans) == 0
+		t.mu.RUnlock()
+		if empty {
+			t.nsqd.deleteEphemeralTopic(t)
+		}
+	}
+	return err
+}
+
+// channelList returns the channels sorted by name.
+func (t *Topic) channelList() []*Channel {
+	t.mu.RLock()
+	out := append([]*Channel(nil), t.chans...)
+	t.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out
+}
+
+// Pause stops passing messages to the channels; they wait in the topic.
+func (t *Topic) Pause() error {
+	t.mu.Lock()
+	t.paused = true
+	t.mu.Unlock()
+	return nil
+}
+
+// Unpause resumes passing messages to the channels.
+func (t *Topic) Unpause() error {
+	t.mu.Lock()
+	t.paused = false
+	t.startDrainLocked()
+	t.mu.Unlock()
+	return nil
+}
+
+// IsPaused reports whether the topic is paused.
+func (t *Topic) IsPaused() bool {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.paused
+}
+
+// Empty drops the messages waiting in the topic itself (not its channels').
+func (t *Topic) Empty() error {
+	t.backlogMu.Lock()
+	t.backlog.drain()
+	t.deferred = nil
+	t.backlogMu.Unlock()
+	if t.backend != nil {
+		return t.backend.Empty()
+	}
+	return nil
+}
+
+// Depth is the number of messages waiting in the topic (memory and disk).
+func (t *Topic) Depth() int64 {
+	t.backlogMu.Lock()
+	d := int64(t.backlog.len() + len(t.deferred))
+	t.backlogMu.Unlock()
+	return d + t.backendDepth()
+}
+
+func (t *Topic) backendDepth() int64 {
+	if t.backend == nil {
+		return 0
+	}
+	return t.backend.Depth()
+}
+
+// markExiting makes publishes fail and stops the drain.
+func (t *Topic) markExiting() []*Channel {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.exiting {
+		t.exiting = true
+		close(t.exit)
+	}
+	return append([]*Channel(nil), t.chans...)
+}
+
+// delete removes the topic's channels and data.
+func (t *Topic) delete() error {
+	chans := t.markExiting()
+	t.wg.Wait()
+	var errs []error
+	for _, c := range chans {
+		t.mu.Lock()
+		t.removeChannelLocked(c)
+		t.mu.Unlock()
+		errs = append(errs, c.delete())
+		t.nsqd.channelDeleted(t, c)
+	}
+	t.backlogMu.Lock()
+	t.backlog.drain()
+	t.deferred = nil
+	t.backlogMu.Unlock()
+	removeDeferredFile(t.nsqd.dataPath(), t.name)
+	if t.backend != nil {
+		errs = append(errs, t.backend.Delete())
+	}
+	return errors.Join(errs...)
+}
+
+// close flushes the topic and its channels to disk at shutdown.
+func (t *Topic) close() error {
+	chans := t.markExiting()
+	t.wg.Wait()
+	var errs []error
+	for _, c := range chans {
+		errs = append(errs, c.close())
+	}
+	t.backlogMu.Lock()
+	mem := t.backlog.drain()
+	deferred := t.deferred
+	t.deferred = nil
+	t.backlogMu.Unlock()
+	if t.backend == nil {
+		return errors.Join(errs...)
+	}
+	errs = append(errs,
+		t.nsqd.writeBackend(t.backend, mem),
+		writeDeferredFile(t.nsqd.dataPath(), t.name, deferred),
+		t.backend.Close())
+	return errors.Join(errs...)
+}
+
+// loadDeferred restores topic-level deferred messages saved at shutdown.
+func (t *Topic) loadDeferred() {
+	if t.backend == nil {
+		return
+	}
+	msgs, err := readDeferredFile(t.nsqd.dataPath(), t.name)
+	if err != nil {
+		t.log.Error("TOPIC: failed to load deferred messages", "err", err)
+	}
+	if len(msgs) == 0 {
+		return
+	}
+	if err := t.put(msgs); err != nil {
+		t.log.Error("TOPIC: failed to restore deferred messages", "err", err)
+		return
+	}
+	removeDeferredFile(t.nsqd.dataPath(), t.name)
+}
