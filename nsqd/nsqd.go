@@ -89,6 +89,13 @@ func New(opts *Options) (*NSQD, error) {
 			return nil, err
 		}
 	}
+	if err := n.loadMetadata(); err != nil {
+		n.shutdownListeners()
+		return nil, errors.Join(fmt.Errorf("failed to load metadata - %w", err), n.closeTopics(), dl.unlock())
+	}
+	if err := n.PersistMetadata(); err != nil {
+		n.logger.Error("NSQ: failed to persist metadata", "err", err)
+	}
 	return n, nil
 }
 
@@ -168,14 +175,6 @@ func (n *NSQD) Run(ctx context.Context) error {
 	defer stop(nil)
 	n.logger.Info(version.String("nsqd"))
 	n.logger.Info(fmt.Sprintf("ID: %d", n.opts.ID))
-
-	if err := n.loadMetadata(); err != nil {
-		n.shutdownListeners()
-		return errors.Join(fmt.Errorf("failed to load metadata - %w", err), n.closeTopics(), n.dirLock.unlock())
-	}
-	if err := n.PersistMetadata(); err != nil {
-		n.logger.Error("NSQ: failed to persist metadata", "err", err)
-	}
 
 	var httpServer *http.Server
 	var wg sync.WaitGroup

@@ -1,0 +1,127 @@
+package nsqd
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// runNSQD runs a daemon until stop is called, which shuts it down cleanly.
+func runNSQD(t *testing.T, o *Options) (n *NSQD, stop func()) {
+	t.Helper()
+	n, err := New(o)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}
+	t.Cleanup(stop)
+	return n, stop
+}
+
+func TestShutdownPersistsQueuedInFlightAndDeferred(t *testing.T) {
+	for _, memQueue := range []int64{0, 10000} {
+		t.Run(fmt.Sprintf("mem-queue-size=%d", memQueue), func(t *testing.T) {
+			o := testOptions(t)
+			o.MemQueueSize = memQueue
+			n, stop := runNSQD(t, o)
+
+			topic, _ := n.GetTopic("p")
+			ch, _ := topic.GetChannel("c")
+			ch.Pause()
+			for i := range 10 {
+				topic.Publish(fmt.Appendf(nil, "q%d", i), 0)
+			}
+			topic.Publish([]byte("deferred"), 3*time.Second)
+			// three in flight
+			c := dialRaw(t, n)
+			c.send("SUB p c")
+			c.expect(0, "OK")
+			ch.Unpause()
+			c.send("RDY 3")
+			for range 3 {
+				if ft, _ := c.readFrame(); ft != 2 {
+					t.Fatalf("frame %d, want message", ft)
+				}
+			}
+			eventually(t, 5*time.Second, func() bool { return ch.inFlightCount.Load() == 3 }, "3 in flight")
+			ch.Pause()
+			if err := topic.Pause(); err != nil {
+				t.Fatal(err)
+			}
+			if err := n.PersistMetadata(); err != nil {
+				t.Fatal(err)
+			}
+			stop()
+			if _, err := os.Stat(filepath.Join(o.DataPath, "p:c.diskqueue.deferred.dat")); err != nil {
+				t.Errorf("deferred side file: %v", err)
+			}
+
+			o2 := testOptions(t)
+			o2.DataPath, o2.MemQueueSize = o.DataPath, memQueue
+			n2, _ := runNSQD(t, o2)
+			st := n2.Stats("p", "", false)
+			if len(st.Topics) != 1 || len(st.Topics[0].Channels) != 1 {
+				t.Fatalf("after restart stats = %+v", st)
+			}
+			if !st.Topics[0].Paused || !st.Topics[0].Channels[0].Paused {
+				t.Errorf("paused state not restored: %+v", st.Topics[0])
+			}
+			cs := st.Topics[0].Channels[0]
+			if cs.Depth != 10 || cs.DeferredCount != 1 {
+				t.Errorf("depth %d deferred %d, want 10 and 1", cs.Depth, cs.DeferredCount)
+			}
+			t2, _ := n2.GetExistingTopic("p")
+			ch2, _ := t2.GetExistingChannel("c")
+			ch2.Unpause()
+			c2 := dialRaw(t, n2)
+			c2.send("SUB p c")
+			c2.expect(0, "OK")
+			c2.send("RDY 100")
+			seen := map[string]uint16{}
+			start := time.Now()
+			for len(seen) < 11 {
+				ft, data := c2.readFrame()
+				if ft != 2 {
+					t.Fatalf("frame %d %q", ft, data)
+				}
+				m, _ := decodeMessage(data)
+				body := string(m.Body)
+				if _, dup := seen[body]; dup {
+					t.Fatalf("duplicate %q", body)
+				}
+				seen[body] = m.Attempts
+				c2.send("FIN " + string(m.ID[:]))
+				if body == "deferred" && time.Since(start) < 1500*time.Millisecond {
+					t.Errorf("deferred message delivered after %v, before its remaining delay", time.Since(start))
+				}
+			}
+			inflightAgain := 0
+			for body, att := range seen {
+				if att == 2 {
+					inflightAgain++
+				} else if att != 1 {
+					t.Errorf("%s attempts %d", body, att)
+				}
+			}
+			if inflightAgain != 3 {
+				t.Errorf("%d messages with attempts 2, want the 3 that were in flight", inflightAgain)
+			}
+		})
+	}
+}
