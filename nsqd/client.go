@@ -36,8 +36,9 @@ type client struct {
 	remoteAddr  string
 	connectTime time.Time
 
-	wmu sync.Mutex
-	w   *bufio.Writer
+	wmu       sync.Mutex
+	w         *bufio.Writer
+	unflushed bool // a response waits in w for the command loop to flush
 
 	// Set by the command loop before SUB, read by the pump only after the
 	// hand-over through settingsChanged; stats read them under mu.
@@ -115,17 +116,25 @@ func (c *client) closeConn() {
 	})
 }
 
-// writeResponse sends a response frame; it is flushed unless more commands
-// are already buffered, so pipelined commands share one write.
+// writeResponse buffers a response frame. The command loop flushes it
+// before it waits for more input (flushResponses), so the responses to
+// pipelined commands share one write.
 func (c *client) writeResponse(data []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	if _, err := protocol.WriteFrame(c.w, protocol.FrameTypeResponse, data); err != nil {
-		return err
-	}
-	if c.r.Buffered() > 0 {
+	c.unflushed = true
+	_, err := protocol.WriteFrame(c.w, protocol.FrameTypeResponse, data)
+	return err
+}
+
+// flushResponses flushes buffered responses, if any.
+func (c *client) flushResponses() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if !c.unflushed {
 		return nil
 	}
+	c.unflushed = false
 	return c.w.Flush()
 }
 
@@ -136,12 +145,14 @@ func (c *client) writeFrameFlush(frameType int32, data []byte) error {
 	if _, err := protocol.WriteFrame(c.w, frameType, data); err != nil {
 		return err
 	}
+	c.unflushed = false
 	return c.w.Flush()
 }
 
 func (c *client) flush() error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	c.unflushed = false
 	return c.w.Flush()
 }
 

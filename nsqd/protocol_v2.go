@@ -42,6 +42,11 @@ func (n *NSQD) serveV2(c *client) {
 func (c *client) commandLoop() error {
 	var params [][]byte
 	for {
+		if c.r.Buffered() == 0 {
+			if err := c.flushResponses(); err != nil {
+				return err
+			}
+		}
 		c.mu.Lock()
 		hb := c.heartbeatInterval
 		c.mu.Unlock()
