@@ -89,7 +89,7 @@ func writeDeferredFile(dataPath, name string, msgs []*Message) error {
 	w.WriteString(deferredMagic)
 	var rec []byte
 	for _, m := range msgs {
-		rec = binary.BigEndian.AppendUint64(rec[:0], uint64(m.deliverAt))
+		rec = binary.BigEndian.AppendUint64(rec[:0], uint64(m.deadline))
 		rec = binary.BigEndian.AppendUint32(rec, uint32(messageHeaderLen+len(m.Body)))
 		rec = appendMessage(rec, m)
 		w.Write(rec)
@@ -134,7 +134,7 @@ func readDeferredFile(dataPath, name string) ([]*Message, error) {
 		if err != nil {
 			return msgs, fmt.Errorf("read %s: %w", fn, err)
 		}
-		m.deliverAt = max(at, 1) // > 0 keeps it deferred in a topic backlog
+		m.deadline = max(at, 1) // > 0 keeps it deferred in a topic backlog
 		msgs = append(msgs, m)
 		data = data[12+size:]
 	}

@@ -75,7 +75,7 @@ func (c *Channel) put(msgs []*Message) error {
 	return c.enqueue(msgs)
 }
 
-// enqueue puts messages in the memory queue, the deferred heap (deliverAt in
+// enqueue puts messages in the memory queue, the deferred heap (deadline in
 // the future) or, past --mem-queue-size, the disk queue; an ephemeral
 // channel drops what does not fit in memory.
 func (c *Channel) enqueue(msgs []*Message) error {
@@ -90,8 +90,7 @@ func (c *Channel) enqueue(msgs []*Message) error {
 	added := false
 	for _, m := range msgs {
 		switch {
-		case m.deliverAt > now:
-			m.deadline = m.deliverAt
+		case m.deadline > now:
 			c.deferred.add(m)
 			c.deferredCount.Add(1)
 		case c.mem.len() < memMax:
@@ -150,7 +149,7 @@ func (c *Channel) backendChan() <-chan []byte {
 // requeue puts messages back after REQ 0, a timeout or a disconnect.
 func (c *Channel) requeue(msgs []*Message) {
 	for _, m := range msgs {
-		m.deliverAt = 0
+		m.deadline = 0
 	}
 	if err := c.enqueue(msgs); err != nil && !errors.Is(err, ErrExiting) {
 		c.log.Error("CHANNEL: failed to requeue messages", "count", len(msgs), "err", err)
@@ -159,7 +158,7 @@ func (c *Channel) requeue(msgs []*Message) {
 
 // deferMessage holds a message until now + d (REQ with a timeout).
 func (c *Channel) deferMessage(m *Message, d time.Duration) {
-	m.deliverAt = time.Now().Add(d).UnixNano()
+	m.deadline = time.Now().Add(d).UnixNano()
 	if err := c.enqueue([]*Message{m}); err != nil && !errors.Is(err, ErrExiting) {
 		c.log.Error("CHANNEL: failed to defer message", "err", err)
 	}

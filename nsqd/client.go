@@ -56,7 +56,7 @@ type client struct {
 
 	// In-flight messages, guarded by mu.
 	inFlight     map[MessageID]*Message
-	inFlightHeap msgHeap
+	inFlightList inFlightList
 	closed       bool // no more in-flight messages accepted
 
 	state         atomic.Int32
@@ -272,7 +272,7 @@ func (c *client) deliver(ch *Channel, msgs []*Message) error {
 		m.deliveryTS = now
 		m.deadline = now + timeout
 		c.inFlight[m.ID] = m
-		c.inFlightHeap.add(m)
+		c.inFlightList.add(m)
 		msgs[n] = m
 		n++
 	}
@@ -302,7 +302,7 @@ func (c *client) popInFlight(id MessageID) (*Message, string) {
 	m, ok := c.inFlight[id]
 	if ok {
 		delete(c.inFlight, id)
-		c.inFlightHeap.remove(m)
+		c.inFlightList.remove(m)
 	}
 	c.mu.Unlock()
 	if !ok {
@@ -326,8 +326,9 @@ func (c *client) touch(id MessageID) string {
 	c.mu.Lock()
 	m, ok := c.inFlight[id]
 	if ok {
+		c.inFlightList.remove(m)
 		m.deadline = min(now+int64(c.msgTimeout), m.deliveryTS+int64(c.nsqd.opts.MaxMsgTimeout))
-		c.inFlightHeap.fix(m)
+		c.inFlightList.add(m)
 	}
 	c.mu.Unlock()
 	if !ok {
@@ -352,7 +353,7 @@ func (c *client) processTimeouts(now int64) {
 		return
 	}
 	c.mu.Lock()
-	expired := c.inFlightHeap.popDue(nil, now)
+	expired := c.inFlightList.popDue(nil, now)
 	for _, m := range expired {
 		delete(c.inFlight, m.ID)
 	}
@@ -372,8 +373,7 @@ func (c *client) processTimeouts(now int64) {
 // takeAllInFlight empties the in-flight set; closing stops further deliveries.
 func (c *client) takeAllInFlight(closing bool) []*Message {
 	c.mu.Lock()
-	out := []*Message(c.inFlightHeap)
-	c.inFlightHeap = nil
+	out := c.inFlightList.takeAll()
 	clear(c.inFlight)
 	if closing {
 		c.closed = true

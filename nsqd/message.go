@@ -1,10 +1,10 @@
 package nsqd
 
 import (
+	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 )
 
 // MessageID is the 16-byte ID clients echo in FIN, REQ and TOUCH: the
@@ -25,31 +25,27 @@ type Message struct {
 	Attempts  uint16
 
 	// Delivery state. A message is in at most one place at a time (a queue,
-	// a deferred heap or one client's in-flight set); the owner's mutex
+	// a deferred heap or one client's in-flight list); the owner's mutex
 	// guards these fields.
-	deliverAt  int64 // deferred: Unix ns when it becomes visible (0 = now)
-	deliveryTS int64 // in flight: Unix ns of the delivery
-	deadline   int64 // in flight: timeout; deferred: same as deliverAt
-	index      int   // position in the heap that holds it
+	deadline   int64    // queued or deferred: deliver-at (0 = now); in flight: timeout
+	deliveryTS int64    // in flight: Unix ns of the delivery
+	index      int      // deferred: position in the heap
+	prev, next *Message // in flight: neighbours in the client's list
 }
 
-// writeTo writes the message as a V2 message frame.
-func (m *Message) writeFrame(w io.Writer) error {
-	var hdr [8 + messageHeaderLen]byte
-	binary.BigEndian.PutUint32(hdr[0:4], uint32(4+messageHeaderLen+len(m.Body)))
-	binary.BigEndian.PutUint32(hdr[4:8], 2) // FrameTypeMessage
-	putMessageHeader(hdr[8:], m)
-	if _, err := w.Write(hdr[:]); err != nil {
+// writeFrame writes the message as a V2 message frame without allocating.
+func (m *Message) writeFrame(w *bufio.Writer) error {
+	b := w.AvailableBuffer()
+	b = binary.BigEndian.AppendUint32(b, uint32(4+messageHeaderLen+len(m.Body)))
+	b = binary.BigEndian.AppendUint32(b, 2) // FrameTypeMessage
+	b = binary.BigEndian.AppendUint64(b, uint64(m.Timestamp))
+	b = binary.BigEndian.AppendUint16(b, m.Attempts)
+	b = append(b, m.ID[:]...)
+	if _, err := w.Write(b); err != nil {
 		return err
 	}
 	_, err := w.Write(m.Body)
 	return err
-}
-
-func putMessageHeader(b []byte, m *Message) {
-	binary.BigEndian.PutUint64(b[0:8], uint64(m.Timestamp))
-	binary.BigEndian.PutUint16(b[8:10], m.Attempts)
-	copy(b[10:26], m.ID[:])
 }
 
 // appendMessage appends the storage form (as in NSQ's disk queues):

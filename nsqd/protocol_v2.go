@@ -41,6 +41,7 @@ func (n *NSQD) serveV2(c *client) {
 // commandLoop reads commands until an error or a fatal protocol error.
 func (c *client) commandLoop() error {
 	var params [][]byte
+	var deadline time.Time // read deadline last set
 	for {
 		if c.r.Buffered() == 0 {
 			if err := c.flushResponses(); err != nil {
@@ -50,10 +51,17 @@ func (c *client) commandLoop() error {
 		c.mu.Lock()
 		hb := c.heartbeatInterval
 		c.mu.Unlock()
+		// The read deadline is 2 x heartbeat after the last command. Moving a
+		// deadline costs a timer update, so it moves only once 1/16 of the
+		// interval has passed: the connection may close up to that much early.
 		if hb > 0 {
-			c.conn.SetReadDeadline(time.Now().Add(2 * hb))
-		} else {
-			c.conn.SetReadDeadline(time.Time{})
+			if now := time.Now(); deadline.Sub(now) < 2*hb-hb/16 {
+				deadline = now.Add(2 * hb)
+				c.conn.SetReadDeadline(deadline)
+			}
+		} else if !deadline.IsZero() {
+			deadline = time.Time{}
+			c.conn.SetReadDeadline(deadline)
 		}
 		line, err := c.r.ReadSlice('\n')
 		if err != nil {

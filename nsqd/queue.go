@@ -91,3 +91,72 @@ func (h *msgHeap) popDue(dst []*Message, now int64) []*Message {
 	}
 	return dst
 }
+
+// inFlightList holds a client's in-flight messages ordered by deadline.
+// Deliveries append in deadline order (now + the client's msg_timeout), so
+// add is O(1) except after a clock step or a capped TOUCH; the timeout scan
+// pops from the front.
+type inFlightList struct {
+	head, tail *Message
+	n          int
+}
+
+// add inserts m after the last message with a deadline <= m.deadline.
+func (l *inFlightList) add(m *Message) {
+	at := l.tail
+	for at != nil && at.deadline > m.deadline {
+		at = at.prev
+	}
+	m.prev = at
+	if at == nil {
+		m.next = l.head
+		l.head = m
+	} else {
+		m.next = at.next
+		at.next = m
+	}
+	if m.next == nil {
+		l.tail = m
+	} else {
+		m.next.prev = m
+	}
+	l.n++
+}
+
+func (l *inFlightList) remove(m *Message) {
+	if m.prev == nil {
+		l.head = m.next
+	} else {
+		m.prev.next = m.next
+	}
+	if m.next == nil {
+		l.tail = m.prev
+	} else {
+		m.next.prev = m.prev
+	}
+	m.prev, m.next = nil, nil
+	l.n--
+}
+
+// popDue appends and removes every message whose deadline is <= now.
+func (l *inFlightList) popDue(dst []*Message, now int64) []*Message {
+	for l.head != nil && l.head.deadline <= now {
+		m := l.head
+		l.remove(m)
+		dst = append(dst, m)
+	}
+	return dst
+}
+
+// takeAll empties the list.
+func (l *inFlightList) takeAll() []*Message {
+	out := make([]*Message, 0, l.n)
+	for m := l.head; m != nil; {
+		next := m.next
+		m.prev, m.next = nil, nil
+		out = append(out, m)
+		m = next
+	}
+	*l = inFlightList{}
+	return out
+}

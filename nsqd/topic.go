@@ -97,7 +97,7 @@ func (t *Topic) publish(bodies [][]byte, deferred time.Duration) error {
 	var size uint64
 	for i, b := range bodies {
 		m := &block[i]
-		m.ID, m.Body, m.Timestamp, m.deliverAt = ids[i], b, now, deliverAt
+		m.ID, m.Body, m.Timestamp, m.deadline = ids[i], b, now, deliverAt
 		msgs[i] = m
 		size += uint64(len(b))
 	}
@@ -144,7 +144,7 @@ func copyMessages(msgs []*Message) []*Message {
 	out := make([]*Message, len(msgs))
 	for i, m := range msgs {
 		c := &block[i]
-		c.ID, c.Body, c.Timestamp, c.Attempts, c.deliverAt = m.ID, m.Body, m.Timestamp, m.Attempts, m.deliverAt
+		c.ID, c.Body, c.Timestamp, c.Attempts, c.deadline = m.ID, m.Body, m.Timestamp, m.Attempts, m.deadline
 		out[i] = c
 	}
 	return out
@@ -158,7 +158,7 @@ func (t *Topic) putBacklog(msgs []*Message) error {
 	t.backlogMu.Lock()
 	for _, m := range msgs {
 		switch {
-		case m.deliverAt > 0:
+		case m.deadline > 0:
 			t.deferred = append(t.deferred, m)
 		case t.backlog.len() < memMax:
 			t.backlog.push(m)
