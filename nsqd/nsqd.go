@@ -48,6 +48,7 @@ type NSQD struct {
 	persistMu  sync.Mutex
 	health     atomic.Pointer[error]
 	lookupAddr atomic.Pointer[[]string]
+	lookup     *lookupManager
 }
 
 // New validates opts, locks the data directory and binds the listeners. It
@@ -63,6 +64,7 @@ func New(opts *Options) (*NSQD, error) {
 		topics:    make(map[string]*Topic),
 		clients:   make(map[int64]*client),
 		persistCh: make(chan struct{}, 1),
+		lookup:    &lookupManager{peers: make(map[string]*lookupPeer), changed: make(chan struct{}, 1)},
 	}
 	n.logLevel.Set(opts.LogLevel.Slog())
 	n.level.Store(int32(opts.LogLevel))
@@ -163,6 +165,10 @@ func (n *NSQD) LookupdTCPAddresses() []string { return *n.lookupAddr.Load() }
 func (n *NSQD) SetLookupdTCPAddresses(addrs []string) {
 	a := append([]string(nil), addrs...)
 	n.lookupAddr.Store(&a)
+	select {
+	case n.lookup.changed <- struct{}{}:
+	default:
+	}
 }
 
 func (n *NSQD) tlsRequiredTCP() bool { return n.opts.TLSRequired != TLSNotRequired }
@@ -193,6 +199,7 @@ func (n *NSQD) Run(ctx context.Context) error {
 	var loops sync.WaitGroup
 	loops.Go(func() { n.queueScanLoop(loopCtx) })
 	loops.Go(func() { n.persistLoop(loopCtx) })
+	loops.Go(func() { n.lookupLoop(loopCtx) })
 
 	<-ctx.Done()
 	n.exiting.Store(true)
@@ -319,11 +326,20 @@ func (n *NSQD) getTopic(name string, announce bool) (*Topic, error) {
 		return nil, ErrExiting
 	}
 	t = newTopic(n, name)
+	// A new topic holds its messages until the channels other nodes have
+	// for it (as lookupd knows them) exist, so they all get the first one.
+	t.holding = announce
 	n.topics[name] = t
 	n.mu.Unlock()
 	t.log.Info("TOPIC: created")
 	if announce {
 		n.topicCreated(t)
+		for _, c := range n.lookupChannels(name) {
+			if protocol.IsValidChannelName(c) && !protocol.IsEphemeral(c) {
+				t.GetChannel(c)
+			}
+		}
+		t.release()
 	}
 	return t, nil
 }
@@ -390,27 +406,31 @@ func (n *NSQD) topicList() []*Topic {
 	return out
 }
 
-// Hooks for topic and channel changes: nsqd.dat is rewritten (for durable
-// objects) and, once lookupd support lands, registrations are sent.
+// Hooks for topic and channel changes: lookupds are told, and nsqd.dat is
+// rewritten for durable objects.
 func (n *NSQD) topicCreated(t *Topic) {
+	n.lookupSend("REGISTER " + t.name)
 	if !t.ephemeral {
 		n.persistSoon()
 	}
 }
 
 func (n *NSQD) topicDeleted(t *Topic) {
+	n.lookupSend("UNREGISTER " + t.name)
 	if !t.ephemeral {
 		n.persistSoon()
 	}
 }
 
 func (n *NSQD) channelCreated(t *Topic, c *Channel) {
+	n.lookupSend("REGISTER " + t.name + " " + c.name)
 	if !c.ephemeral && !t.ephemeral {
 		n.persistSoon()
 	}
 }
 
 func (n *NSQD) channelDeleted(t *Topic, c *Channel) {
+	n.lookupSend("UNREGISTER " + t.name + " " + c.name)
 	if !c.ephemeral && !t.ephemeral {
 		n.persistSoon()
 	}

@@ -37,6 +37,7 @@ type Topic struct {
 	paused   bool
 	exiting  bool
 	draining bool
+	holding  bool // new topic waiting for its pre-created channels
 
 	// backlogMu guards the memory backlog and the deferred backlog.
 	backlogMu sync.Mutex
@@ -115,10 +116,18 @@ func (t *Topic) put(msgs []*Message) error {
 	if t.exiting {
 		return ErrExiting
 	}
-	if len(t.chans) > 0 && !t.paused {
+	if len(t.chans) > 0 && !t.paused && !t.holding {
 		return t.fanOut(msgs)
 	}
 	return t.putBacklog(msgs)
+}
+
+// release ends the hold of a new topic and lets its backlog flow.
+func (t *Topic) release() {
+	t.mu.Lock()
+	t.holding = false
+	t.startDrainLocked()
+	t.mu.Unlock()
 }
 
 // fanOut gives each channel its copy. The first channel gets the original
@@ -176,7 +185,7 @@ func (t *Topic) putBacklog(msgs []*Message) error {
 // startDrainLocked starts the drain goroutine if there is a backlog to move.
 // Callers hold t.mu for writing.
 func (t *Topic) startDrainLocked() {
-	if t.draining || t.exiting || t.paused || len(t.chans) == 0 {
+	if t.draining || t.exiting || t.paused || t.holding || len(t.chans) == 0 {
 		return
 	}
 	t.draining = true
@@ -189,7 +198,7 @@ func (t *Topic) drain() {
 	var buf []*Message
 	for {
 		t.mu.RLock()
-		if t.exiting || t.paused || len(t.chans) == 0 {
+		if t.exiting || t.paused || t.holding || len(t.chans) == 0 {
 			t.mu.RUnlock()
 			t.stopDraining()
 			return
