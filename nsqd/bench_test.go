@@ -8,7 +8,6 @@ import (
 	"runtime"
 	"sync"
 	"testing"
-	"time"
 )
 
 // mpubFrame builds an MPUB command of n messages of size bytes.
@@ -155,4 +154,20 @@ func BenchmarkPUBSUB(b *testing.B) {
 	wg.Wait()
 }
 
-var _ = time.Second
+
+func BenchmarkPUBSUBDisk(b *testing.B) {
+	o := testOptions(b)
+	o.MemQueueSize = 0
+	n := startNSQD(b, o)
+	total := max(b.N, 200*runtime.GOMAXPROCS(0))
+	total -= total % (200 * runtime.GOMAXPROCS(0))
+	b.SetBytes(200)
+	b.ReportAllocs()
+	ready := make(chan struct{})
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	wg.Go(func() { consumeN(b, n.TCPAddr().String(), "bench", "ch", total, ready) })
+	<-ready
+	publishN(b, n.TCPAddr().String(), "bench", total, runtime.GOMAXPROCS(0))
+	wg.Wait()
+}

@@ -228,15 +228,24 @@ func (c *client) pump() {
 		select {
 		case <-c.wake:
 		case b := <-diskC:
-			m, err := decodeMessage(b)
-			if err != nil {
-				c.log.Error("CHANNEL: dropping undecodable message from disk", "err", err)
-				continue
+			// Take whatever else the disk queue has ready (up to RDY) before
+			// the next flush.
+			batch = c.appendDecoded(batch[:0], b)
+			want := c.rdy.Load() - c.inFlightCount.Load()
+		more:
+			for int64(len(batch)) < min(want, maxDeliverBatch) {
+				select {
+				case b := <-diskC:
+					batch = c.appendDecoded(batch, b)
+				default:
+					break more
+				}
 			}
-			if err := c.deliver(c.channel.Load(), []*Message{m}); err != nil {
+			if err := c.deliver(c.channel.Load(), batch); err != nil {
 				c.closeConn()
 				return
 			}
+			clear(batch)
 			pending = true
 		case <-hbC:
 			if c.writeFrameFlush(protocol.FrameTypeResponse, protocol.Heartbeat) != nil {
@@ -249,6 +258,17 @@ func (c *client) pump() {
 			return
 		}
 	}
+}
+
+// appendDecoded decodes a disk-queue record; a damaged one is logged and
+// dropped (go-diskqueue already checked its length).
+func (c *client) appendDecoded(dst []*Message, b []byte) []*Message {
+	m, err := decodeMessage(b)
+	if err != nil {
+		c.log.Error("CHANNEL: dropping undecodable message from disk", "err", err)
+		return dst
+	}
+	return append(dst, m)
 }
 
 // deliver records msgs as in flight to this client and writes them. Messages
