@@ -2,6 +2,7 @@ package nsqd
 
 import (
 	"bufio"
+	"crypto/tls"
 	"log/slog"
 	"net"
 	"sync"
@@ -53,6 +54,9 @@ type client struct {
 	sampleRate        int32
 	identified        bool
 	pubCounts         map[string]uint64
+	tlsState          *tls.ConnectionState
+	authSecret        string
+	authState         *authState
 
 	// In-flight messages, guarded by mu.
 	inFlight     map[MessageID]*Message
@@ -70,6 +74,8 @@ type client struct {
 	exit            chan struct{} // closed when the connection ends
 	closeOnce       sync.Once
 
+	snappy       atomic.Bool
+	deflate      atomic.Bool
 	messageCount atomic.Uint64
 	finishCount  atomic.Uint64
 	requeueCount atomic.Uint64

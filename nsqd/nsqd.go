@@ -2,6 +2,7 @@ package nsqd
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -49,6 +50,7 @@ type NSQD struct {
 	health     atomic.Pointer[error]
 	lookupAddr atomic.Pointer[[]string]
 	lookup     *lookupManager
+	tlsConfig  *tls.Config // nil without --tls-cert/--tls-key
 }
 
 // New validates opts, locks the data directory and binds the listeners. It
@@ -75,6 +77,11 @@ func New(opts *Options) (*NSQD, error) {
 	addrs := append([]string(nil), opts.NSQLookupdTCPAddresses...)
 	n.lookupAddr.Store(&addrs)
 
+	tlsConfig, err := buildTLSConfig(opts)
+	if err != nil {
+		return nil, fmt.Errorf("failed to build TLS config - %w", err)
+	}
+	n.tlsConfig = tlsConfig
 	dl, err := lockDir(n.dataPath())
 	if err != nil {
 		return nil, fmt.Errorf("failed to lock data-path: %w", err)

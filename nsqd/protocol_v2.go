@@ -55,7 +55,7 @@ func (c *client) commandLoop() error {
 		// deadline costs a timer update, so it moves only once 1/16 of the
 		// interval has passed: the connection may close up to that much early.
 		if hb > 0 {
-			if now := time.Now(); deadline.Sub(now) < 2*hb-hb/16 {
+			if now := time.Now(); deadline.Sub(now) < 2*hb-hb/16 || deadline.Sub(now) > 2*hb {
 				deadline = now.Add(2 * hb)
 				c.conn.SetReadDeadline(deadline)
 			}
@@ -130,7 +130,11 @@ func (c *client) exec(params [][]byte) ([]byte, error) {
 	return nil, protocol.Fatal("E_INVALID", fmt.Sprintf("invalid command %s", cmd))
 }
 
-func (c *client) isTLS() bool { return false }
+func (c *client) isTLS() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.tlsState != nil
+}
 
 // readBody reads a [4-byte size][body] block, checking 0 < size <= max.
 // what names the command in errors ("IDENTIFY", "AUTH").
@@ -236,21 +240,40 @@ func (c *client) identify(params [][]byte) ([]byte, error) {
 		return protocol.OK, nil
 	}
 	o := c.nsqd.opts
+	tlsOn := req.TLSv1 && c.nsqd.tlsConfig != nil && !c.isTLS()
+	snappyOn := req.Snappy && o.SnappyEnabled && !c.snappy.Load()
+	deflateOn := req.Deflate && o.DeflateEnabled && !c.deflate.Load()
+	if snappyOn && deflateOn {
+		return nil, protocol.Fatal("E_IDENTIFY_FAILED", "cannot enable both deflate and snappy compression")
+	}
 	resp, _ := json.Marshal(identifyResponse{
 		MaxRdyCount:         o.MaxRdyCount,
 		Version:             version.Binary,
 		MaxMsgTimeout:       o.MaxMsgTimeout.Milliseconds(),
 		MsgTimeout:          s.msgTimeout.Milliseconds(),
+		TLSv1:               tlsOn,
+		Deflate:             deflateOn,
 		DeflateLevel:        s.deflateLevel,
 		MaxDeflateLevel:     o.MaxDeflateLevel,
+		Snappy:              snappyOn,
 		SampleRate:          s.sampleRate,
-		AuthRequired:        false,
+		AuthRequired:        c.nsqd.authEnabled(),
 		OutputBufferSize:    s.outputBufferSize,
 		OutputBufferTimeout: s.outputBufferTimeout.Milliseconds(),
 		TopologyRegion:      o.TopologyRegion,
 		TopologyZone:        o.TopologyZone,
 	})
-	return resp, nil
+	if !tlsOn && !snappyOn && !deflateOn {
+		return resp, nil
+	}
+	// The JSON goes out in plain form, then each upgrade answers OK.
+	if err := c.writeFrameFlush(protocol.FrameTypeResponse, resp); err != nil {
+		return nil, err
+	}
+	if err := c.upgrade(tlsOn, snappyOn, deflateOn, s.deflateLevel); err != nil {
+		return nil, protocol.Fatal("E_IDENTIFY_FAILED", "IDENTIFY failed "+err.Error())
+	}
+	return nil, nil
 }
 
 // newWriter returns a writer for an output buffer size; 1 (unbuffered)
@@ -285,7 +308,7 @@ func (n *NSQD) identifySettings(req *identifyRequest) (identifySettings, error) 
 	case hb == -1:
 		s.heartbeat = 0
 	case hb == 0:
-	case hb >= 1000 && time.Duration(hb)*time.Millisecond <= o.MaxHeartbeatInterval:
+	case hb >= 1000 && int64(hb) <= o.MaxHeartbeatInterval.Milliseconds():
 		s.heartbeat = time.Duration(hb) * time.Millisecond
 	default:
 		return s, bad("heartbeat interval (%d) is invalid", hb)
@@ -294,8 +317,8 @@ func (n *NSQD) identifySettings(req *identifyRequest) (identifySettings, error) 
 	case to == -1:
 		s.outputBufferTimeout = 0
 	case to == 0:
-	case time.Duration(to)*time.Millisecond >= o.MinOutputBufferTimeout &&
-		time.Duration(to)*time.Millisecond <= o.MaxOutputBufferTimeout:
+	case int64(to) >= o.MinOutputBufferTimeout.Milliseconds() &&
+		int64(to) <= o.MaxOutputBufferTimeout.Milliseconds():
 		s.outputBufferTimeout = time.Duration(to) * time.Millisecond
 	default:
 		return s, bad("output buffer timeout (%d) is invalid", to)
@@ -316,7 +339,7 @@ func (n *NSQD) identifySettings(req *identifyRequest) (identifySettings, error) 
 	s.sampleRate = req.SampleRate
 	switch mt := req.MsgTimeout; {
 	case mt == 0:
-	case mt >= 1000 && time.Duration(mt)*time.Millisecond <= o.MaxMsgTimeout:
+	case mt >= 1000 && int64(mt) <= o.MaxMsgTimeout.Milliseconds():
 		s.msgTimeout = time.Duration(mt) * time.Millisecond
 	default:
 		return s, bad("msg timeout (%d) is invalid", mt)
@@ -327,19 +350,6 @@ func (n *NSQD) identifySettings(req *identifyRequest) (identifySettings, error) 
 	}
 	s.deflateLevel = min(s.deflateLevel, o.MaxDeflateLevel)
 	return s, nil
-}
-
-func (c *client) auth(params [][]byte) ([]byte, error) {
-	if c.state.Load() != stateInit {
-		return nil, protocol.Fatal("E_INVALID", "cannot AUTH in current state")
-	}
-	if len(params) != 1 {
-		return nil, protocol.Fatal("E_INVALID", "AUTH invalid number of parameters")
-	}
-	if _, err := c.readBody("E_BAD_BODY", "AUTH", c.nsqd.opts.MaxBodySize); err != nil {
-		return nil, err
-	}
-	return nil, protocol.Fatal("E_AUTH_DISABLED", "AUTH disabled")
 }
 
 func (c *client) sub(params [][]byte) ([]byte, error) {
@@ -361,6 +371,9 @@ func (c *client) sub(params [][]byte) ([]byte, error) {
 	}
 	if !protocol.IsValidChannelName(channelName) {
 		return nil, protocol.Fatal("E_BAD_CHANNEL", fmt.Sprintf("SUB channel name %q is not valid", channelName))
+	}
+	if err := c.checkAuth("SUB", topicName, channelName); err != nil {
+		return nil, err
 	}
 	// An ephemeral topic or channel may be deleting itself as we join it; then
 	// the next lookup creates a fresh one. NSQ retries once after 100 ms.
@@ -550,6 +563,9 @@ func (c *client) pub(params [][]byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := c.checkAuth("PUB", name, ""); err != nil {
+		return nil, err
+	}
 	t, err := c.nsqd.GetTopic(name)
 	if err == nil {
 		err = t.Publish(body, 0)
@@ -577,6 +593,9 @@ func (c *client) dpub(params [][]byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := c.checkAuth("DPUB", name, ""); err != nil {
+		return nil, err
+	}
 	t, err := c.nsqd.GetTopic(name)
 	if err == nil {
 		err = t.Publish(body, time.Duration(ms)*time.Millisecond)
@@ -591,6 +610,9 @@ func (c *client) dpub(params [][]byte) ([]byte, error) {
 func (c *client) mpub(params [][]byte) ([]byte, error) {
 	name, err := c.topicParam("MPUB", params, 2, "E_BAD_TOPIC ")
 	if err != nil {
+		return nil, err
+	}
+	if err := c.checkAuth("MPUB", name, ""); err != nil {
 		return nil, err
 	}
 	t, err := c.nsqd.GetTopic(name) // NSQ creates the topic before reading the body
@@ -630,7 +652,8 @@ func readMPUBMessages(r io.Reader, maxMsgSize, maxBodySize int64) ([][]byte, err
 	if count <= 0 || int64(count) > (maxBodySize-4)/5 {
 		return nil, protocol.Fatal("E_BAD_BODY", fmt.Sprintf("MPUB invalid message count %d", count))
 	}
-	bodies := make([][]byte, 0, count)
+	// The count is the client's claim: grow with what actually arrives.
+	bodies := make([][]byte, 0, min(count, 256))
 	var block []byte // bodies are carved from block; a new one when it is full
 	for i := range int(count) {
 		if _, err := io.ReadFull(r, hdr[:]); err != nil {

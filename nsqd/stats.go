@@ -136,7 +136,11 @@ func (n *NSQD) Stats(topic, channel string, includeClients bool) Stats {
 		s.Topics = make([]TopicStats, 0, 1)
 	}
 	for _, t := range topics {
-		s.Topics = append(s.Topics, t.stats(channel, includeClients))
+		ts := t.stats(channel, includeClients)
+		if channel != "" && len(ts.Channels) == 0 {
+			continue // NSQ lists no topic when the named channel does not exist
+		}
+		s.Topics = append(s.Topics, ts)
 	}
 	if includeClients {
 		for _, c := range n.clientList() {
@@ -224,5 +228,19 @@ func (c *client) stats(pubTopic string) ClientStats {
 	s.FinishCount = c.finishCount.Load()
 	s.RequeueCount = c.requeueCount.Load()
 	s.ConnectTime = c.connectTime.Unix()
+	s.Snappy = c.snappy.Load()
+	s.Deflate = c.deflate.Load()
+	c.mu.Lock()
+	if a := c.authState; a != nil {
+		s.Authed, s.AuthIdentity, s.AuthIdentityURL = true, a.Identity, a.IdentityURL
+	}
+	if st := c.tlsState; st != nil {
+		s.TLS = true
+		s.TLSVersion = tlsVersionName(st.Version)
+		s.CipherSuite = cipherSuiteName(st.CipherSuite)
+		s.TLSNegotiatedProtocol = st.NegotiatedProtocol
+		s.TLSNegotiatedProtocolIsMutual = st.NegotiatedProtocolIsMutual
+	}
+	c.mu.Unlock()
 	return s
 }
