@@ -154,7 +154,6 @@ func BenchmarkPUBSUB(b *testing.B) {
 	wg.Wait()
 }
 
-
 func BenchmarkPUBSUBDisk(b *testing.B) {
 	o := testOptions(b)
 	o.MemQueueSize = 0

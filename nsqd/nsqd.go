@@ -32,8 +32,9 @@ type NSQD struct {
 	startTime time.Time
 	dirLock   *dirLock
 
-	tcpListener  net.Listener
-	httpListener net.Listener
+	tcpListener   net.Listener
+	httpListener  net.Listener
+	httpsListener net.Listener // only with a TLS certificate
 
 	// mu guards topics.
 	mu     sync.RWMutex
@@ -98,6 +99,13 @@ func New(opts *Options) (*NSQD, error) {
 			return nil, err
 		}
 	}
+	if tlsConfig != nil && opts.HTTPSAddress != "" {
+		if n.httpsListener, err = listen(opts.HTTPSAddress); err != nil {
+			n.shutdownListeners()
+			dl.unlock()
+			return nil, err
+		}
+	}
 	if err := n.loadMetadata(); err != nil {
 		n.shutdownListeners()
 		return nil, errors.Join(fmt.Errorf("failed to load metadata - %w", err), n.closeTopics(), dl.unlock())
@@ -130,6 +138,14 @@ func (n *NSQD) HTTPAddr() net.Addr {
 		return nil
 	}
 	return n.httpListener.Addr()
+}
+
+// HTTPSAddr is the HTTPS listener's address, nil without TLS.
+func (n *NSQD) HTTPSAddr() net.Addr {
+	if n.httpsListener == nil {
+		return nil
+	}
+	return n.httpsListener.Addr()
 }
 
 // Options returns the options the daemon was built with (read-only).
@@ -189,18 +205,29 @@ func (n *NSQD) Run(ctx context.Context) error {
 	n.logger.Info(version.String("nsqd"))
 	n.logger.Info(fmt.Sprintf("ID: %d", n.opts.ID))
 
-	var httpServer *http.Server
+	var servers []*http.Server
 	var wg sync.WaitGroup
 	n.logger.Info("TCP: listening", "addr", n.tcpListener.Addr().String())
 	wg.Go(func() { stop(n.serveTCP()) })
-	if n.httpListener != nil {
-		httpServer = &http.Server{Handler: n.newHTTPHandler(0), ErrorLog: slog.NewLogLogger(n.logger.Handler(), slog.LevelDebug)}
-		n.logger.Info("HTTP: listening", "addr", n.httpListener.Addr().String())
+	serveHTTP := func(name string, l net.Listener, h http.Handler) {
+		srv := &http.Server{Handler: h, ErrorLog: slog.NewLogLogger(n.logger.Handler(), slog.LevelDebug)}
+		servers = append(servers, srv)
+		n.logger.Info(name+": listening", "addr", l.Addr().String())
 		wg.Go(func() {
-			if err := httpServer.Serve(n.httpListener); !errors.Is(err, http.ErrServerClosed) {
-				stop(fmt.Errorf("http server: %w", err))
+			if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+				stop(fmt.Errorf("%s server: %w", name, err))
 			}
 		})
+	}
+	if n.httpListener != nil {
+		httpsPort := 0 // --tls-required=true: the plain port only points to HTTPS
+		if n.opts.TLSRequired == TLSRequired && n.httpsListener != nil {
+			httpsPort = addrPort(n.httpsListener.Addr())
+		}
+		serveHTTP("HTTP", n.httpListener, n.newHTTPHandler(httpsPort))
+	}
+	if n.httpsListener != nil {
+		serveHTTP("HTTPS", tls.NewListener(n.httpsListener, n.tlsConfig), n.newHTTPHandler(0))
 	}
 	loopCtx, stopLoops := context.WithCancel(context.Background())
 	var loops sync.WaitGroup
@@ -214,9 +241,9 @@ func (n *NSQD) Run(ctx context.Context) error {
 
 	n.shutdownListeners()
 	n.closeClients()
-	if httpServer != nil {
+	for _, srv := range servers {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		httpServer.Shutdown(sctx)
+		srv.Shutdown(sctx)
 		cancel()
 	}
 	wg.Wait()
@@ -231,9 +258,10 @@ func (n *NSQD) Run(ctx context.Context) error {
 }
 
 func (n *NSQD) shutdownListeners() {
-	n.tcpListener.Close()
-	if n.httpListener != nil {
-		n.httpListener.Close()
+	for _, l := range []net.Listener{n.tcpListener, n.httpListener, n.httpsListener} {
+		if l != nil {
+			l.Close()
+		}
 	}
 }
 
