@@ -46,6 +46,7 @@ type Channel struct {
 	timeoutCount  atomic.Uint64
 	inFlightCount atomic.Int64
 	deferredCount atomic.Int64
+	e2e           *latencyWindow // nil unless percentiles are configured
 }
 
 func newChannel(t *Topic, name string) *Channel {
@@ -62,6 +63,7 @@ func newChannel(t *Topic, name string) *Channel {
 	if !c.ephemeral {
 		c.backend = n.newBackend(t.name + ":" + name)
 	}
+	c.e2e = n.newLatencyWindow()
 	return c
 }
 

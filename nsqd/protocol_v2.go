@@ -458,10 +458,15 @@ func (c *client) fin(params [][]byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if m, why := c.popInFlight(id); m == nil {
+	m, why := c.popInFlight(id)
+	if m == nil {
 		return nil, protocol.NonFatal("E_FIN_FAILED", fmt.Sprintf("FIN %s failed %s", id[:], why))
 	}
 	c.finishCount.Add(1)
+	if ch := c.channel.Load(); ch != nil && ch.e2e != nil {
+		now := time.Now()
+		ch.e2e.record(now, now.UnixNano()-m.Timestamp)
+	}
 	return nil, nil
 }
 

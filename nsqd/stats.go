@@ -3,6 +3,8 @@ package nsqd
 import (
 	"sort"
 
+	"github.com/bmizerany/perks/quantile"
+
 	"github.com/nsqclone/nsq/internal/version"
 )
 
@@ -163,11 +165,20 @@ func (t *Topic) stats(channel string, includeClients bool) TopicStats {
 		Paused:               t.IsPaused(),
 		E2eProcessingLatency: Percentiles{},
 	}
-	for _, c := range t.channelList() {
+	var samples quantile.Samples
+	chans := t.channelList()
+	for _, c := range chans {
+		if c.e2e != nil {
+			samples = append(samples, c.e2e.samples()...)
+		}
 		if channel != "" && c.name != channel {
 			continue
 		}
 		ts.Channels = append(ts.Channels, c.stats(includeClients))
+	}
+	// NSQ: "percentiles" is null for a topic without channels.
+	if qs := t.nsqd.opts.E2EProcessingLatencyPercentiles; len(qs) > 0 && len(chans) > 0 {
+		ts.E2eProcessingLatency = latencyPercentiles(qs, samples)
 	}
 	return ts
 }
@@ -186,6 +197,9 @@ func (c *Channel) stats(includeClients bool) ChannelStats {
 		ClientCount:          len(clients),
 		Paused:               c.IsPaused(),
 		E2eProcessingLatency: Percentiles{},
+	}
+	if c.e2e != nil {
+		cs.E2eProcessingLatency = latencyPercentiles(c.e2e.quantiles, c.e2e.samples())
 	}
 	if includeClients {
 		cs.Clients = make([]ClientStats, 0, len(clients))
