@@ -3,6 +3,7 @@ package nsqd
 import (
 	"bufio"
 	"crypto/tls"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -20,8 +21,11 @@ const (
 )
 
 const (
-	defaultBufferSize = 16 * 1024
-	maxDeliverBatch   = 256 // messages a pump takes from its channel at once
+	defaultBufferSize = 16 * 1024 // default output buffer (IDENTIFY output_buffer_size)
+	// readBufferSize bounds a command line (NSQ's are under 200 bytes);
+	// bodies larger than the buffer are read straight into their slice.
+	readBufferSize  = 4 * 1024
+	maxDeliverBatch = 256 // messages a pump takes from its channel at once
 )
 
 // client is one V2 TCP connection. Two goroutines serve it, both owned by the
@@ -37,8 +41,13 @@ type client struct {
 	remoteAddr  string
 	connectTime time.Time
 
+	// Output. out is the connection as upgraded (TLS, snappy, deflate); w
+	// buffers it and is allocated on the first buffered write, so an idle
+	// connection holds no output buffer. wmu guards them.
 	wmu       sync.Mutex
+	out       io.Writer
 	w         *bufio.Writer
+	wSize     int  // output buffer size for w
 	unflushed bool // a response waits in w for the command loop to flush
 
 	// Set by the command loop before SUB, read by the pump only after the
@@ -88,8 +97,9 @@ func newClient(n *NSQD, id int64, conn net.Conn) *client {
 		id:                id,
 		nsqd:              n,
 		conn:              conn,
-		r:                 bufio.NewReaderSize(conn, defaultBufferSize),
-		w:                 bufio.NewWriterSize(conn, defaultBufferSize),
+		r:                 bufio.NewReaderSize(conn, readBufferSize),
+		out:               conn,
+		wSize:             defaultBufferSize,
 		remoteAddr:        conn.RemoteAddr().String(),
 		connectTime:       time.Now(),
 		clientID:          host,
@@ -122,14 +132,40 @@ func (c *client) closeConn() {
 	})
 }
 
+// writer returns the output buffer, allocating it on first use. Callers
+// hold wmu.
+func (c *client) writer() *bufio.Writer {
+	if c.w == nil {
+		c.w = bufio.NewWriterSize(c.out, max(c.wSize, 64))
+	}
+	return c.w
+}
+
+// setOutput replaces the output (after an upgrade) or its buffer size; any
+// buffered bytes are flushed first. Callers hold wmu.
+func (c *client) setOutput(out io.Writer, size int) error {
+	if c.w != nil {
+		if err := c.w.Flush(); err != nil {
+			return err
+		}
+	}
+	c.out, c.wSize, c.w = out, size, nil
+	return nil
+}
+
 // writeResponse buffers a response frame. The command loop flushes it
 // before it waits for more input (flushResponses), so the responses to
 // pipelined commands share one write.
 func (c *client) writeResponse(data []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	if c.w == nil && c.r.Buffered() == 0 {
+		// Nothing buffered and no pipelined command waiting: one write, and
+		// a connection that only subscribes never allocates a buffer.
+		return c.writeDirect(protocol.FrameTypeResponse, data)
+	}
 	c.unflushed = true
-	_, err := protocol.WriteFrame(c.w, protocol.FrameTypeResponse, data)
+	_, err := protocol.WriteFrame(c.writer(), protocol.FrameTypeResponse, data)
 	return err
 }
 
@@ -144,10 +180,22 @@ func (c *client) flushResponses() error {
 	return c.w.Flush()
 }
 
+// writeDirect writes a frame with nothing buffered behind it straight to
+// the output, without allocating a buffer. Callers hold wmu.
+func (c *client) writeDirect(frameType int32, data []byte) error {
+	var b [64]byte
+	frame := protocol.AppendFrame(b[:0], frameType, data)
+	_, err := c.out.Write(frame)
+	return err
+}
+
 // writeFrameFlush sends a frame and flushes.
 func (c *client) writeFrameFlush(frameType int32, data []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	if c.w == nil || c.w.Buffered() == 0 {
+		return c.writeDirect(frameType, data)
+	}
 	if _, err := protocol.WriteFrame(c.w, frameType, data); err != nil {
 		return err
 	}
@@ -159,6 +207,9 @@ func (c *client) flush() error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.unflushed = false
+	if c.w == nil {
+		return nil
+	}
 	return c.w.Flush()
 }
 
@@ -313,8 +364,9 @@ func (c *client) deliver(ch *Channel, msgs []*Message) error {
 
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	w := c.writer()
 	for _, m := range msgs {
-		if err := m.writeFrame(c.w); err != nil {
+		if err := m.writeFrame(w); err != nil {
 			return err
 		}
 	}

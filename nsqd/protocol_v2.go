@@ -231,10 +231,11 @@ func (c *client) identify(params [][]byte) ([]byte, error) {
 		}
 	}
 	c.wmu.Lock()
-	if err := c.w.Flush(); err == nil && c.w.Size() != s.outputBufferSize {
-		c.w = newWriter(c.conn, s.outputBufferSize)
-	}
+	err = c.setOutput(c.out, s.outputBufferSize)
 	c.wmu.Unlock()
+	if err != nil {
+		return nil, err
+	}
 
 	if !req.FeatureNegotiation {
 		return protocol.OK, nil
@@ -274,12 +275,6 @@ func (c *client) identify(params [][]byte) ([]byte, error) {
 		return nil, protocol.Fatal("E_IDENTIFY_FAILED", "IDENTIFY failed "+err.Error())
 	}
 	return nil, nil
-}
-
-// newWriter returns a writer for an output buffer size; 1 (unbuffered)
-// still uses a small buffer so a frame header goes out with its body.
-func newWriter(conn net.Conn, size int) *bufio.Writer {
-	return bufio.NewWriterSize(conn, max(size, 64))
 }
 
 type identifySettings struct {

@@ -80,7 +80,7 @@ func (w flushingWriter) Write(p []byte) (int, error) {
 func (c *client) upgrade(tlsOn, snappyOn, deflateOn bool, level int) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	size := c.w.Size()
+	size := c.wSize
 	var wr io.Writer = c.conn
 	var rd io.Reader = c.r
 	if tlsOn {
@@ -98,7 +98,7 @@ func (c *client) upgrade(tlsOn, snappyOn, deflateOn bool, level int) error {
 		if err := c.sendOKLocked(wr, size); err != nil {
 			return err
 		}
-		c.r = bufio.NewReaderSize(rd, defaultBufferSize)
+		c.r = bufio.NewReaderSize(rd, readBufferSize)
 		rd = c.r
 	}
 	if snappyOn {
@@ -108,7 +108,7 @@ func (c *client) upgrade(tlsOn, snappyOn, deflateOn bool, level int) error {
 		if err := c.sendOKLocked(wr, size); err != nil {
 			return err
 		}
-		c.r = bufio.NewReaderSize(rd, defaultBufferSize)
+		c.r = bufio.NewReaderSize(rd, readBufferSize)
 	}
 	if deflateOn {
 		fw, _ := flate.NewWriter(wr, level)
@@ -118,18 +118,17 @@ func (c *client) upgrade(tlsOn, snappyOn, deflateOn bool, level int) error {
 		if err := c.sendOKLocked(wr, size); err != nil {
 			return err
 		}
-		c.r = bufio.NewReaderSize(rd, defaultBufferSize)
+		c.r = bufio.NewReaderSize(rd, readBufferSize)
 	}
 	return nil
 }
 
-// sendOKLocked switches the writer to w and sends OK through it.
+// sendOKLocked switches the output to w and sends OK through it.
 func (c *client) sendOKLocked(w io.Writer, size int) error {
-	c.w = bufio.NewWriterSize(w, size)
-	if _, err := protocol.WriteFrame(c.w, protocol.FrameTypeResponse, protocol.OK); err != nil {
+	if err := c.setOutput(w, size); err != nil {
 		return err
 	}
-	return c.w.Flush()
+	return c.writeDirect(protocol.FrameTypeResponse, protocol.OK)
 }
 
 // tlsVersionName is how /stats names a TLS version.
