@@ -1,7 +1,6 @@
 package nsqd
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -71,6 +70,8 @@ func (n *NSQD) newHTTPHandler(tlsRequiredHTTPSPort int) http.Handler {
 	r.GET("/ping", logged(httpapi.PlainText(log, s.ping)))
 	r.GET("/info", logged(httpapi.V1(log, s.info)))
 	r.GET("/stats", logged(httpapi.V1(log, s.stats)))
+	metrics := n.metricsHandler()
+	r.GET("/metrics", logged(func(w http.ResponseWriter, req *http.Request, _ httprouter.Params) { metrics.ServeHTTP(w, req) }))
 
 	// NSQ does not log publishes. /put and /mput are the pre-1.0 names,
 	// kept as aliases because users' scripts still call them (a deliberate
@@ -281,7 +282,7 @@ func (s *httpServer) mpub(req *http.Request, _ httprouter.Params) (string, error
 	}
 	var bodies [][]byte
 	if binaryMode {
-		bodies, err = readMPUB(io.LimitReader(req.Body, o.MaxBodySize), o.MaxMsgSize, o.MaxBodySize)
+		bodies, err = readMPUBMessages(io.LimitReader(req.Body, o.MaxBodySize), o.MaxMsgSize, o.MaxBodySize)
 		if pe, ok := errors.AsType[*protocol.Error](err); ok {
 			// The TCP error code without its "E_": BAD_BODY, BAD_MESSAGE.
 			return "", httpapi.Err(http.StatusRequestEntityTooLarge, strings.TrimPrefix(pe.Code, "E_"))
@@ -298,58 +299,6 @@ func (s *httpServer) mpub(req *http.Request, _ httprouter.Params) (string, error
 		}
 	}
 	return "OK", nil
-}
-
-// readMPUB reads a binary MPUB body, [4-byte count]([4-byte size][body])*count
-// (big endian), as sent by TCP MPUB after its body size and by POST
-// /mpub?binary=true. Every message is read and validated before any is
-// returned. Errors are fatal *protocol.Error values with NSQ's codes and
-// texts: E_BAD_BODY for a count that cannot be read, is 0 or exceeds what
-// maxBodySize can hold (each message takes at least 5 bytes); E_BAD_MESSAGE for
-// a size that cannot be read, is ≤ 0 or > maxMsgSize, or a short body. At most
-// maxMsgSize bytes are allocated ahead of the data that fills them.
-func readMPUB(r io.Reader, maxMsgSize, maxBodySize int64) ([][]byte, error) {
-	var word [4]byte
-	if _, err := io.ReadFull(r, word[:]); err != nil {
-		return nil, mpubError("E_BAD_BODY", err, "MPUB failed to read message count")
-	}
-	count := binary.BigEndian.Uint32(word[:])
-	if count == 0 || int64(count) > (maxBodySize-4)/5 {
-		return nil, mpubError("E_BAD_BODY", nil, "MPUB invalid message count %d", count)
-	}
-	// Bodies are carved out of shared blocks: one allocation per ~64 KiB of
-	// small messages instead of one per message.
-	const blockSize = 64 << 10
-	bodies := make([][]byte, 0, min(count, 1024))
-	var block []byte
-	for i := range int(count) {
-		if _, err := io.ReadFull(r, word[:]); err != nil {
-			return nil, mpubError("E_BAD_MESSAGE", err, "MPUB failed to read message(%d) body size", i)
-		}
-		size := int32(binary.BigEndian.Uint32(word[:]))
-		if size <= 0 {
-			return nil, mpubError("E_BAD_MESSAGE", nil, "MPUB invalid message(%d) body size %d", i, size)
-		}
-		if int64(size) > maxMsgSize {
-			return nil, mpubError("E_BAD_MESSAGE", nil, "MPUB message too big %d > %d", size, maxMsgSize)
-		}
-		var body []byte
-		if int(size) > blockSize/4 {
-			body = make([]byte, size) // large: its own allocation, no waste
-		} else {
-			if cap(block)-len(block) < int(size) {
-				block = make([]byte, 0, blockSize)
-			}
-			n := len(block)
-			block = block[:n+int(size)]
-			body = block[n : n+int(size) : n+int(size)]
-		}
-		if _, err := io.ReadFull(r, body); err != nil {
-			return nil, mpubError("E_BAD_MESSAGE", err, "MPUB failed to read message body")
-		}
-		bodies = append(bodies, body)
-	}
-	return bodies, nil
 }
 
 func mpubError(code string, err error, format string, args ...any) *protocol.Error {
@@ -655,7 +604,7 @@ func (s *httpServer) configValue(key string) (any, error) {
 	case "nsqlookupd_tcp_addresses":
 		return nonNil(s.n.LookupdTCPAddresses()), nil
 	case "statsd_prefix":
-		return s.statsdPrefix(), nil
+		return s.n.statsdPrefix(), nil
 	}
 	idx, ok := configFields()[key]
 	if !ok {
@@ -696,26 +645,6 @@ var configFields = sync.OnceValue(func() map[string][]int {
 	}
 	return m
 })
-
-// statsdPrefix is --statsd-prefix with %s expanded to the host key
-// "<broadcast address>_<broadcast HTTP port>" ('.' and ':' → '_') and a
-// trailing '.', as nsqd uses it.
-func (s *httpServer) statsdPrefix() string {
-	o := s.n.opts
-	if o.StatsdPrefix == "" {
-		return ""
-	}
-	port := o.BroadcastHTTPPort
-	if port == 0 {
-		port = addrPort(s.n.HTTPAddr())
-	}
-	host := net.JoinHostPort(o.BroadcastAddress, strconv.Itoa(port))
-	p := strings.ReplaceAll(o.StatsdPrefix, "%s", strings.NewReplacer(".", "_", ":", "_").Replace(host))
-	if !strings.HasSuffix(p, ".") {
-		p += "."
-	}
-	return p
-}
 
 func setBlockRate(req *http.Request, _ httprouter.Params) (string, error) {
 	q, err := httpapi.ParseQuery(req)

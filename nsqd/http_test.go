@@ -1061,7 +1061,7 @@ func TestReadMPUB(t *testing.T) {
 		{in: []byte{0, 0}, code: "E_BAD_BODY", desc: "MPUB failed to read message count"},
 		{in: []byte{0, 0, 0, 0}, code: "E_BAD_BODY", desc: "MPUB invalid message count 0"},
 		{in: []byte("garbage"), code: "E_BAD_BODY", desc: "MPUB invalid message count 1734439522"},
-		{in: []byte{0xff, 0xff, 0xff, 0xff}, code: "E_BAD_BODY", desc: "MPUB invalid message count 4294967295"},
+		{in: []byte{0xff, 0xff, 0xff, 0xff}, code: "E_BAD_BODY", desc: "MPUB invalid message count -1"},
 		{in: []byte{0, 0, 0, 20}, code: "E_BAD_BODY", desc: "MPUB invalid message count 20"},
 		{in: []byte{0, 0, 0, 19}, code: "E_BAD_MESSAGE", desc: "MPUB failed to read message(0) body size"},
 		{in: encodeMPUB("a", "b")[:10], code: "E_BAD_MESSAGE", desc: "MPUB failed to read message(1) body size"},
@@ -1072,11 +1072,11 @@ func TestReadMPUB(t *testing.T) {
 	}
 	for _, c := range cases {
 		r := bytes.NewReader(c.in)
-		got, err := readMPUB(r, 10, 100)
+		got, err := readMPUBMessages(r, 10, 100)
 		if c.code != "" {
 			pe, ok := errors.AsType[*protocol.Error](err)
 			if !ok || pe.Code != c.code || pe.Desc != c.desc || !pe.Fatal {
-				t.Errorf("readMPUB(%q) = %q, %v, want %s %s", c.in, got, err, c.code, c.desc)
+				t.Errorf("readMPUBMessages(%q) = %q, %v, want %s %s", c.in, got, err, c.code, c.desc)
 			}
 			continue
 		}
@@ -1085,10 +1085,10 @@ func TestReadMPUB(t *testing.T) {
 			gs = append(gs, string(b))
 		}
 		if err != nil || !slices.Equal(gs, c.want) {
-			t.Errorf("readMPUB(%q) = %q, %v, want %q", c.in, gs, err, c.want)
+			t.Errorf("readMPUBMessages(%q) = %q, %v, want %q", c.in, gs, err, c.want)
 		}
 		if consumed := len(c.in) - r.Len(); c.consumed != 0 && consumed != c.consumed {
-			t.Errorf("readMPUB(%q) read %d bytes, want %d", c.in, consumed, c.consumed)
+			t.Errorf("readMPUBMessages(%q) read %d bytes, want %d", c.in, consumed, c.consumed)
 		}
 	}
 
@@ -1101,9 +1101,9 @@ func TestReadMPUB(t *testing.T) {
 			bodies = append(bodies, strings.Repeat("L", 40000))
 		}
 	}
-	got, err := readMPUB(bytes.NewReader(encodeMPUB(bodies...)), 1<<20, 5<<20)
+	got, err := readMPUBMessages(bytes.NewReader(encodeMPUB(bodies...)), 1<<20, 5<<20)
 	if err != nil || len(got) != len(bodies) {
-		t.Fatalf("readMPUB(%d bodies) = %d, %v", len(bodies), len(got), err)
+		t.Fatalf("readMPUBMessages(%d bodies) = %d, %v", len(bodies), len(got), err)
 	}
 	for i := range got {
 		got[i] = append(got[i], '!') // must not clobber the next body
@@ -1126,27 +1126,27 @@ func FuzzReadMPUB(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in []byte, maxMsg, maxBody uint16) {
 		maxMsgSize, maxBodySize := int64(maxMsg), int64(maxBody)
 		r := bytes.NewReader(in)
-		bodies, err := readMPUB(r, maxMsgSize, maxBodySize)
+		bodies, err := readMPUBMessages(r, maxMsgSize, maxBodySize)
 		if err != nil {
 			pe, ok := errors.AsType[*protocol.Error](err)
 			if !ok || !pe.Fatal || (pe.Code != "E_BAD_BODY" && pe.Code != "E_BAD_MESSAGE") {
-				t.Fatalf("readMPUB(%x) error %#v, want a fatal E_BAD_BODY or E_BAD_MESSAGE", in, err)
+				t.Fatalf("readMPUBMessages(%x) error %#v, want a fatal E_BAD_BODY or E_BAD_MESSAGE", in, err)
 			}
 			return
 		}
 		if len(bodies) == 0 || int64(len(bodies)) > (maxBodySize-4)/5 {
-			t.Fatalf("readMPUB(%x) = %d messages, limit %d", in, len(bodies), maxBodySize)
+			t.Fatalf("readMPUBMessages(%x) = %d messages, limit %d", in, len(bodies), maxBodySize)
 		}
 		var strs []string
 		for _, b := range bodies {
 			if len(b) == 0 || int64(len(b)) > maxMsgSize {
-				t.Fatalf("readMPUB(%x): message of %d bytes, limit %d", in, len(b), maxMsgSize)
+				t.Fatalf("readMPUBMessages(%x): message of %d bytes, limit %d", in, len(b), maxMsgSize)
 			}
 			strs = append(strs, string(b))
 		}
 		consumed := in[:len(in)-r.Len()]
 		if enc := encodeMPUB(strs...); !bytes.Equal(enc, consumed) {
-			t.Fatalf("readMPUB(%x) = %q, re-encoded %x, want the %d bytes read", in, strs, enc, len(consumed))
+			t.Fatalf("readMPUBMessages(%x) = %q, re-encoded %x, want the %d bytes read", in, strs, enc, len(consumed))
 		}
 	})
 }
@@ -1257,7 +1257,7 @@ func BenchmarkReadMPUB(b *testing.B) {
 			b.SetBytes(int64(len(in)))
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := readMPUB(bytes.NewReader(in), 1<<20, 5<<20); err != nil {
+				if _, err := readMPUBMessages(bytes.NewReader(in), 1<<20, 5<<20); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -234,6 +234,7 @@ func (n *NSQD) Run(ctx context.Context) error {
 	loops.Go(func() { n.queueScanLoop(loopCtx) })
 	loops.Go(func() { n.persistLoop(loopCtx) })
 	loops.Go(func() { n.lookupLoop(loopCtx) })
+	loops.Go(func() { n.statsdLoop(loopCtx) })
 
 	<-ctx.Done()
 	n.exiting.Store(true)

@@ -641,8 +641,13 @@ func (c *client) mpub(params [][]byte) ([]byte, error) {
 	return protocol.OK, nil
 }
 
-// readMPUBMessages reads [4-byte count]([4-byte size][body])*count, validating
-// every message before returning any. Bodies share one allocation.
+// readMPUBMessages reads a binary MPUB body, [4-byte count]([4-byte
+// size][body])*count, as TCP MPUB (after its body size) and POST
+// /mpub?binary=true send it. Every message is validated before any is
+// returned; errors are fatal *protocol.Error values with NSQ's texts (the
+// count and sizes are read as int32, as NSQ does). Small bodies share 64 KiB
+// blocks; nothing is allocated for data that has not arrived beyond one
+// message.
 func readMPUBMessages(r io.Reader, maxMsgSize, maxBodySize int64) ([][]byte, error) {
 	var hdr [4]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
@@ -652,9 +657,10 @@ func readMPUBMessages(r io.Reader, maxMsgSize, maxBodySize int64) ([][]byte, err
 	if count <= 0 || int64(count) > (maxBodySize-4)/5 {
 		return nil, protocol.Fatal("E_BAD_BODY", fmt.Sprintf("MPUB invalid message count %d", count))
 	}
+	const blockSize = 64 << 10
 	// The count is the client's claim: grow with what actually arrives.
 	bodies := make([][]byte, 0, min(count, 256))
-	var block []byte // bodies are carved from block; a new one when it is full
+	var block []byte
 	for i := range int(count) {
 		if _, err := io.ReadFull(r, hdr[:]); err != nil {
 			return nil, protocol.Fatal("E_BAD_MESSAGE", fmt.Sprintf("MPUB failed to read message(%d) body size", i))
@@ -666,11 +672,17 @@ func readMPUBMessages(r io.Reader, maxMsgSize, maxBodySize int64) ([][]byte, err
 		if int64(size) > maxMsgSize {
 			return nil, protocol.Fatal("E_BAD_MESSAGE", fmt.Sprintf("MPUB message too big %d > %d", size, maxMsgSize))
 		}
-		if cap(block)-len(block) < int(size) {
-			block = make([]byte, 0, max(int(size), 32*1024))
+		var body []byte
+		if size > blockSize/4 {
+			body = make([]byte, size) // large: its own allocation, no waste
+		} else {
+			if cap(block)-len(block) < int(size) {
+				block = make([]byte, 0, blockSize)
+			}
+			n := len(block)
+			block = block[:n+int(size)]
+			body = block[n : n+int(size) : n+int(size)]
 		}
-		body := block[len(block) : len(block)+int(size) : len(block)+int(size)]
-		block = block[:len(block)+int(size)]
 		if _, err := io.ReadFull(r, body); err != nil {
 			return nil, protocol.Fatal("E_BAD_MESSAGE", "MPUB failed to read message body")
 		}
