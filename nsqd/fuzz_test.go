@@ -105,7 +105,7 @@ func FuzzReadMPUBMessages(f *testing.F) {
 
 		r := bytes.NewReader(data)
 		before := totalAlloc()
-		got, err := readMPUBMessages(r, maxMsgSize, maxBodySize)
+		got, err := readMPUBMessages(r, maxMsgSize, maxBodySize, maxBodySize)
 		alloc := totalAlloc() - before
 
 		// Bounded allocation: at most the body limit, one message of the

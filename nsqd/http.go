@@ -282,7 +282,11 @@ func (s *httpServer) mpub(req *http.Request, _ httprouter.Params) (string, error
 	}
 	var bodies [][]byte
 	if binaryMode {
-		bodies, err = readMPUBMessages(io.LimitReader(req.Body, o.MaxBodySize), o.MaxMsgSize, o.MaxBodySize)
+		bodySize := o.MaxBodySize
+		if req.ContentLength > 0 {
+			bodySize = min(req.ContentLength, bodySize)
+		}
+		bodies, err = readMPUBMessages(io.LimitReader(req.Body, o.MaxBodySize), o.MaxMsgSize, o.MaxBodySize, bodySize)
 		if pe, ok := errors.AsType[*protocol.Error](err); ok {
 			// The TCP error code without its "E_": BAD_BODY, BAD_MESSAGE.
 			return "", httpapi.Err(http.StatusRequestEntityTooLarge, strings.TrimPrefix(pe.Code, "E_"))

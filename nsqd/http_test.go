@@ -1072,7 +1072,7 @@ func TestReadMPUB(t *testing.T) {
 	}
 	for _, c := range cases {
 		r := bytes.NewReader(c.in)
-		got, err := readMPUBMessages(r, 10, 100)
+		got, err := readMPUBMessages(r, 10, 100, 100)
 		if c.code != "" {
 			pe, ok := errors.AsType[*protocol.Error](err)
 			if !ok || pe.Code != c.code || pe.Desc != c.desc || !pe.Fatal {
@@ -1101,7 +1101,7 @@ func TestReadMPUB(t *testing.T) {
 			bodies = append(bodies, strings.Repeat("L", 40000))
 		}
 	}
-	got, err := readMPUBMessages(bytes.NewReader(encodeMPUB(bodies...)), 1<<20, 5<<20)
+	got, err := readMPUBMessages(bytes.NewReader(encodeMPUB(bodies...)), 1<<20, 5<<20, 5<<20)
 	if err != nil || len(got) != len(bodies) {
 		t.Fatalf("readMPUBMessages(%d bodies) = %d, %v", len(bodies), len(got), err)
 	}
@@ -1126,7 +1126,7 @@ func FuzzReadMPUB(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in []byte, maxMsg, maxBody uint16) {
 		maxMsgSize, maxBodySize := int64(maxMsg), int64(maxBody)
 		r := bytes.NewReader(in)
-		bodies, err := readMPUBMessages(r, maxMsgSize, maxBodySize)
+		bodies, err := readMPUBMessages(r, maxMsgSize, maxBodySize, maxBodySize)
 		if err != nil {
 			pe, ok := errors.AsType[*protocol.Error](err)
 			if !ok || !pe.Fatal || (pe.Code != "E_BAD_BODY" && pe.Code != "E_BAD_MESSAGE") {
@@ -1257,7 +1257,7 @@ func BenchmarkReadMPUB(b *testing.B) {
 			b.SetBytes(int64(len(in)))
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := readMPUBMessages(bytes.NewReader(in), 1<<20, 5<<20); err != nil {
+				if _, err := readMPUBMessages(bytes.NewReader(in), 1<<20, 5<<20, 5<<20); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -41,3 +41,26 @@ func BenchmarkIdleConsumerMemory(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkQueuedMessageMemory reports the heap cost of a 200-byte message
+// waiting in a channel's memory queue, published in MPUB batches of 200.
+func BenchmarkQueuedMessageMemory(b *testing.B) {
+	const total = 200_000
+	for b.Loop() {
+		o := testOptions(b)
+		o.MemQueueSize = total
+		n := startNSQD(b, o)
+		topic, _ := n.GetTopic("mem")
+		topic.GetChannel("ch")
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		publishN(b, n.TCPAddr().String(), "mem", total, 1)
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		if d := topic.channels["ch"].Depth(); d != total {
+			b.Fatalf("depth %d, want %d", d, total)
+		}
+		b.ReportMetric(float64(after.HeapInuse-before.HeapInuse)/total, "bytes/msg")
+	}
+}

@@ -630,7 +630,7 @@ func (c *client) mpub(params [][]byte) ([]byte, error) {
 	if max := c.nsqd.opts.MaxBodySize; int64(size) > max {
 		return nil, protocol.Fatal("E_BAD_BODY", fmt.Sprintf("MPUB body too big %d > %d", size, max))
 	}
-	bodies, err := readMPUBMessages(c.r, c.nsqd.opts.MaxMsgSize, c.nsqd.opts.MaxBodySize)
+	bodies, err := readMPUBMessages(c.r, c.nsqd.opts.MaxMsgSize, c.nsqd.opts.MaxBodySize, int64(size))
 	if err != nil {
 		return nil, err
 	}
@@ -648,7 +648,11 @@ func (c *client) mpub(params [][]byte) ([]byte, error) {
 // count and sizes are read as int32, as NSQ does). Small bodies share 64 KiB
 // blocks; nothing is allocated for data that has not arrived beyond one
 // message.
-func readMPUBMessages(r io.Reader, maxMsgSize, maxBodySize int64) ([][]byte, error) {
+//
+// bodySize is the size the client declared for the whole body (or
+// maxBodySize when unknown); blocks are never larger than what remains of
+// it, so a batch wastes no block space.
+func readMPUBMessages(r io.Reader, maxMsgSize, maxBodySize, bodySize int64) ([][]byte, error) {
 	var hdr [4]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return nil, protocol.Fatal("E_BAD_BODY", "MPUB failed to read message count")
@@ -661,6 +665,7 @@ func readMPUBMessages(r io.Reader, maxMsgSize, maxBodySize int64) ([][]byte, err
 	// The count is the client's claim: grow with what actually arrives.
 	bodies := make([][]byte, 0, min(count, 256))
 	var block []byte
+	remaining := bodySize - 4 // what the declared body still holds after the count
 	for i := range int(count) {
 		if _, err := io.ReadFull(r, hdr[:]); err != nil {
 			return nil, protocol.Fatal("E_BAD_MESSAGE", fmt.Sprintf("MPUB failed to read message(%d) body size", i))
@@ -677,7 +682,7 @@ func readMPUBMessages(r io.Reader, maxMsgSize, maxBodySize int64) ([][]byte, err
 			body = make([]byte, size) // large: its own allocation, no waste
 		} else {
 			if cap(block)-len(block) < int(size) {
-				block = make([]byte, 0, blockSize)
+				block = make([]byte, 0, max(int(size), int(min(blockSize, remaining))))
 			}
 			n := len(block)
 			block = block[:n+int(size)]
@@ -686,6 +691,7 @@ func readMPUBMessages(r io.Reader, maxMsgSize, maxBodySize int64) ([][]byte, err
 		if _, err := io.ReadFull(r, body); err != nil {
 			return nil, protocol.Fatal("E_BAD_MESSAGE", "MPUB failed to read message body")
 		}
+		remaining -= 4 + int64(size)
 		bodies = append(bodies, body)
 	}
 	return bodies, nil
