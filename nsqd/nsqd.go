@@ -83,6 +83,11 @@ func New(opts *Options) (*NSQD, error) {
 		return nil, fmt.Errorf("failed to build TLS config - %w", err)
 	}
 	n.tlsConfig = tlsConfig
+	// NSQ refuses a missing --data-path; seed 001's `-data-path=./a` expects
+	// it to be made, so it is (parents included).
+	if err := os.MkdirAll(n.dataPath(), 0o755); err != nil {
+		return nil, fmt.Errorf("failed to create data-path: %w", err)
+	}
 	dl, err := lockDir(n.dataPath())
 	if err != nil {
 		return nil, fmt.Errorf("failed to lock data-path: %w", err)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -123,5 +124,19 @@ func TestShutdownPersistsQueuedInFlightAndDeferred(t *testing.T) {
 				t.Errorf("%d messages with attempts 2, want the 3 that were in flight", inflightAgain)
 			}
 		})
+	}
+}
+
+func TestDataPathCreatedAndLocked(t *testing.T) {
+	o := testOptions(t)
+	o.DataPath = filepath.Join(o.DataPath, "a", "b")
+	runNSQD(t, o)
+	if _, err := os.Stat(o.DataPath); err != nil {
+		t.Fatalf("data path not created: %v", err)
+	}
+	o2 := testOptions(t)
+	o2.DataPath = o.DataPath
+	if _, err := New(o2); err == nil || !strings.Contains(err.Error(), "possibly in use by another instance of nsqd") {
+		t.Fatalf("second nsqd on the same data path: %v, want a lock error", err)
 	}
 }
