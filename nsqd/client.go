@@ -49,6 +49,8 @@ type client struct {
 	w         *bufio.Writer
 	wSize     int  // output buffer size for w
 	unflushed bool // a response waits in w for the command loop to flush
+	// writeTimeout is the socket write deadline (the heartbeat interval).
+	writeTimeout *atomic.Int64
 
 	// Set by the command loop before SUB, read by the pump only after the
 	// hand-over through settingsChanged; stats read them under mu.
@@ -91,8 +93,9 @@ type client struct {
 	published    atomic.Bool
 }
 
-func newClient(n *NSQD, id int64, conn net.Conn) *client {
-	host, _, _ := net.SplitHostPort(conn.RemoteAddr().String())
+func newClient(n *NSQD, id int64, raw net.Conn) *client {
+	host, _, _ := net.SplitHostPort(raw.RemoteAddr().String())
+	conn := &deadlineConn{Conn: raw}
 	c := &client{
 		id:                id,
 		nsqd:              n,
@@ -114,7 +117,34 @@ func newClient(n *NSQD, id int64, conn net.Conn) *client {
 		exit:              make(chan struct{}),
 	}
 	c.log = n.logger.With("client", c.remoteAddr)
+	conn.timeout.Store(int64(c.heartbeatInterval))
+	c.writeTimeout = &conn.timeout
 	return c
+}
+
+// deadlineConn gives every write to the socket a deadline of one heartbeat
+// interval (NSQ's rule), so a peer that stops reading cannot block the pump
+// forever. Moving a deadline costs a timer update, so it moves only once
+// 1/16 of the interval has passed. Writes happen under client.wmu, which
+// guards next.
+type deadlineConn struct {
+	net.Conn
+	timeout atomic.Int64 // ns; 0 = no deadline (heartbeats disabled)
+	next    time.Time    // deadline last set
+}
+
+func (d *deadlineConn) Write(p []byte) (int, error) {
+	if t := time.Duration(d.timeout.Load()); t > 0 {
+		now := time.Now()
+		if left := d.next.Sub(now); left < t-t/16 || left > t {
+			d.next = now.Add(t)
+			d.Conn.SetWriteDeadline(d.next)
+		}
+	} else if !d.next.IsZero() {
+		d.next = time.Time{}
+		d.Conn.SetWriteDeadline(d.next)
+	}
+	return d.Conn.Write(p)
 }
 
 func (c *client) wakeUp() {

@@ -298,6 +298,9 @@ func (n *NSQD) handleConn(conn net.Conn) {
 		conn.Close()
 		return
 	}
+	// NSQ waits for the magic forever; a connection that never sends it is
+	// closed after the client timeout (60 s) instead.
+	conn.SetReadDeadline(time.Now().Add(n.opts.ClientTimeout))
 	var magic [4]byte
 	if _, err := io.ReadFull(conn, magic[:]); err != nil {
 		conn.Close()

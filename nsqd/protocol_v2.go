@@ -218,6 +218,7 @@ func (c *client) identify(params [][]byte) ([]byte, error) {
 	c.identified = true
 	if first {
 		c.heartbeatInterval = s.heartbeat
+		c.writeTimeout.Store(int64(s.heartbeat))
 		c.msgTimeout = s.msgTimeout
 		c.outputBufferTO = s.outputBufferTimeout
 		c.sampleRate = s.sampleRate
