@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/nsqclone/nsq/internal/protocol"
@@ -45,7 +46,15 @@ func (n *NSQD) loadMetadata() error {
 	}
 	var m metadata
 	if err := json.Unmarshal(data, &m); err != nil {
-		return fmt.Errorf("failed to parse metadata in %s - %w", fn, err)
+		// NSQ refuses to start. The messages are safe in the disk queues, so
+		// keep the damaged file for inspection and rebuild the list of topics
+		// and channels from the disk queues' metadata files.
+		bad := fn + ".bad"
+		os.Rename(fn, bad)
+		m = n.metadataFromDiskQueues()
+		err = fmt.Errorf("%s was damaged (kept as %s; %d topics recovered from disk queues, paused states lost): %w", fn, bad, len(m.Topics), err)
+		n.logger.Error("NSQ: failed to parse metadata", "file", fn, "err", err)
+		n.setHealth(err)
 	}
 	for _, tm := range m.Topics {
 		if !protocol.IsValidTopicName(tm.Name) {
@@ -75,6 +84,36 @@ func (n *NSQD) loadMetadata() error {
 		t.loadDeferred()
 	}
 	return nil
+}
+
+// metadataFromDiskQueues lists the topics and channels that have a disk
+// queue ("<topic>.diskqueue.meta.dat", "<topic>:<channel>.diskqueue.meta.dat").
+func (n *NSQD) metadataFromDiskQueues() metadata {
+	const suffix = ".diskqueue.meta.dat"
+	names, _ := filepath.Glob(filepath.Join(n.dataPath(), "*"+suffix))
+	byTopic := map[string]*topicMetadata{}
+	var order []string
+	topic := func(name string) *topicMetadata {
+		if tm, ok := byTopic[name]; ok {
+			return tm
+		}
+		byTopic[name] = &topicMetadata{Name: name}
+		order = append(order, name)
+		return byTopic[name]
+	}
+	for _, fn := range names {
+		base := strings.TrimSuffix(filepath.Base(fn), suffix)
+		t, c, isChannel := strings.Cut(base, ":")
+		tm := topic(t)
+		if isChannel {
+			tm.Channels = append(tm.Channels, channelMetadata{Name: c})
+		}
+	}
+	m := metadata{Version: version.Binary}
+	for _, name := range order {
+		m.Topics = append(m.Topics, *byTopic[name])
+	}
+	return m
 }
 
 // PersistMetadata rewrites nsqd.dat now (temp file, fsync, rename).

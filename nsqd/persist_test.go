@@ -140,3 +140,34 @@ func TestDataPathCreatedAndLocked(t *testing.T) {
 		t.Fatalf("second nsqd on the same data path: %v, want a lock error", err)
 	}
 }
+
+// A damaged nsqd.dat does not stop nsqd: topics and channels come back from
+// their disk queues, with their messages, and the file is kept as .bad.
+func TestCorruptMetadataRecovered(t *testing.T) {
+	o := testOptions(t)
+	o.MemQueueSize = 0
+	n, stop := runNSQD(t, o)
+	topic, _ := n.GetTopic("rec")
+	topic.GetChannel("c1")
+	for range 5 {
+		topic.Publish([]byte("m"), 0)
+	}
+	stop()
+	fn := filepath.Join(o.DataPath, "nsqd.dat")
+	if err := os.WriteFile(fn, []byte(`{"topics":[{"name":`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o2 := testOptions(t)
+	o2.DataPath, o2.MemQueueSize = o.DataPath, 0
+	n2, _ := runNSQD(t, o2)
+	if _, err := os.Stat(fn + ".bad"); err != nil {
+		t.Errorf("damaged file not kept: %v", err)
+	}
+	if n2.Health() == nil {
+		t.Error("health is OK after recovering from a damaged nsqd.dat")
+	}
+	st := n2.Stats("rec", "c1", false)
+	if len(st.Topics) != 1 || st.Topics[0].Channels[0].Depth != 5 {
+		t.Fatalf("recovered stats = %+v, want rec/c1 with depth 5", st.Topics)
+	}
+}
