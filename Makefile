@@ -85,3 +85,12 @@ fuzz:
 
 clean:
 	rm -rf $(BIN) data
+
+# bench-compare: our nsqd against NSQ 1.3.0's nsqd, side by side (bench/compare is its own module; see bench/README.md).
+.PHONY: bench-compare
+bench-compare:
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/nsqd ./cmd/nsqd
+	$(GO) build -C bench/compare -o $(abspath $(BIN))/baseline-nsqd ./cmd/baseline-nsqd
+	$(GO) build -C bench/compare -o $(abspath $(BIN))/bench-compare ./cmd/bench-compare
+	$(BIN)/bench-compare -ours $(BIN)/nsqd -baseline $(BIN)/baseline-nsqd $(BENCH_COMPARE_FLAGS)
