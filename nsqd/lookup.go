@@ -32,10 +32,13 @@ const (
 )
 
 // lookupPeer is nsqd's connection to one nsqlookupd. Its goroutine (run)
-// owns the connection: it connects lazily, sends IDENTIFY and every current
+// owns the connection: it connects, sends IDENTIFY and every current
 // registration on each (re)connect, forwards REGISTER/UNREGISTER commands
-// queued by the daemon, and PINGs every 15 s, which also retries a lost
-// connection.
+// queued by the daemon, and PINGs every 15 s. A reader goroutine per
+// connection hands over the responses and notices at once when lookupd
+// closes the connection; then run reconnects every second until it
+// succeeds (NSQ waits for the next PING, so a restarted lookupd is missing
+// registrations for up to 30 s).
 type lookupPeer struct {
 	addr string
 	n    *NSQD
@@ -46,8 +49,18 @@ type lookupPeer struct {
 	stop   chan struct{}
 
 	httpAddr atomic.Pointer[string] // lookupd's broadcast_address:http_port
-	conn     net.Conn
-	r        *bufio.Reader
+
+	// Owned by run.
+	conn       net.Conn
+	resp       chan lookupResponse // from the connection's reader
+	readerDone chan struct{}
+}
+
+// lookupResponse is one response payload, or the error that ended the
+// connection.
+type lookupResponse struct {
+	data []byte
+	err  error
 }
 
 func newLookupPeer(n *NSQD, addr string) *lookupPeer {
@@ -69,35 +82,62 @@ func (p *lookupPeer) send(cmd string) {
 	}
 }
 
+const lookupRetryInterval = time.Second
+
 func (p *lookupPeer) run(ctx context.Context) {
 	p.log.Info("LOOKUP: adding peer")
 	defer p.close()
 	ping := time.NewTicker(lookupPingInterval)
 	defer ping.Stop()
-	p.command("PING") // connect and register at once
+	retry := time.NewTimer(0) // connect at once
+	defer retry.Stop()
 	for {
+		var resp <-chan lookupResponse
+		if p.conn != nil {
+			resp = p.resp
+		}
 		select {
 		case cmd := <-p.cmds:
 			p.command(cmd)
 		case <-ping.C:
 			p.command("PING")
+		case <-retry.C:
+			if p.conn == nil {
+				p.command("PING")
+			}
+		case r := <-resp: // unsolicited: the connection ended
+			p.log.Warn("LOOKUP: connection lost", "err", r.err)
+			p.close()
 		case <-p.stop:
 			return
 		case <-ctx.Done():
 			return
 		}
+		if p.conn == nil {
+			retry.Reset(lookupRetryInterval)
+		}
 	}
 }
 
+// close drops the connection and waits for its reader.
 func (p *lookupPeer) close() {
-	if p.conn != nil {
-		p.conn.Close()
-		p.conn = nil
+	if p.conn == nil {
+		return
 	}
+	p.conn.Close()
+	for { // drain, so the reader is never stuck handing over a response
+		select {
+		case <-p.resp:
+			continue
+		case <-p.readerDone:
+		}
+		break
+	}
+	p.conn = nil
 }
 
 // command sends one command, connecting (and registering everything) first
-// if needed. Errors drop the connection; the next command reconnects.
+// if needed. Errors drop the connection; run retries it.
 func (p *lookupPeer) command(cmd string) {
 	if p.conn == nil || p.resync.Swap(false) {
 		p.close()
@@ -110,9 +150,34 @@ func (p *lookupPeer) command(cmd string) {
 			return // the registrations just sent include this command's effect
 		}
 	}
-	if _, err := p.roundTrip([]byte(cmd+"\n"), nil); err != nil {
+	if _, err := p.roundTrip([]byte(cmd + "\n")); err != nil {
 		p.log.Error("LOOKUP: command failed", "cmd", cmd, "err", err)
 		p.close()
+	}
+}
+
+// readLookupResponses hands over responses ([4-byte size][payload]) until the
+// connection ends; the last item carries the error.
+func readLookupResponses(conn net.Conn, out chan<- lookupResponse, done chan<- struct{}) {
+	defer close(done)
+	r := bufio.NewReader(conn)
+	for {
+		var sz [4]byte
+		if _, err := io.ReadFull(r, sz[:]); err != nil {
+			out <- lookupResponse{err: err}
+			return
+		}
+		n := binary.BigEndian.Uint32(sz[:])
+		if n > 1<<20 {
+			out <- lookupResponse{err: fmt.Errorf("response of %d bytes", n)}
+			return
+		}
+		b := make([]byte, n)
+		if _, err := io.ReadFull(r, b); err != nil {
+			out <- lookupResponse{err: err}
+			return
+		}
+		out <- lookupResponse{data: b}
 	}
 }
 
@@ -121,13 +186,18 @@ func (p *lookupPeer) connect() error {
 	if err != nil {
 		return err
 	}
-	p.conn, p.r = conn, bufio.NewReader(conn)
+	p.conn = conn
+	// Room for every response of a registration burst plus the final error,
+	// so the reader never blocks while run is busy.
+	p.resp = make(chan lookupResponse, 1)
+	p.readerDone = make(chan struct{})
+	go readLookupResponses(conn, p.resp, p.readerDone) // owned by run: close waits for it
 	if _, err := conn.Write([]byte(protocol.MagicV1)); err != nil {
 		return err
 	}
 	body, _ := json.Marshal(p.n.lookupIdentity())
 	msg := binary.BigEndian.AppendUint32([]byte("IDENTIFY\n"), uint32(len(body)))
-	resp, err := p.roundTrip(append(msg, body...), nil)
+	resp, err := p.roundTrip(append(msg, body...))
 	if err != nil {
 		return fmt.Errorf("IDENTIFY: %w", err)
 	}
@@ -142,53 +212,53 @@ func (p *lookupPeer) connect() error {
 	p.log.Info("LOOKUP: connected and identified")
 	// Register everything in one pipelined write, then read the replies.
 	regs := p.n.registrations()
+	if len(regs) == 0 {
+		return nil
+	}
 	var batch []byte
 	for _, r := range regs {
 		batch = append(batch, r...)
 		batch = append(batch, '\n')
 	}
-	if len(regs) == 0 {
-		return nil
-	}
-	conn.SetDeadline(time.Now().Add(lookupIOTimeout + time.Duration(len(regs))*time.Millisecond))
+	deadline := time.Now().Add(lookupIOTimeout + time.Duration(len(regs))*time.Millisecond)
+	conn.SetWriteDeadline(deadline)
 	if _, err := conn.Write(batch); err != nil {
 		return err
 	}
 	for range regs {
-		if _, err := p.readResponse(); err != nil {
+		if _, err := p.response(deadline); err != nil {
 			return fmt.Errorf("REGISTER: %w", err)
 		}
 	}
 	return nil
 }
 
-// roundTrip writes b and reads one response, with NSQ's 1 s deadlines.
-func (p *lookupPeer) roundTrip(b []byte, _ []byte) ([]byte, error) {
-	p.conn.SetDeadline(time.Now().Add(lookupIOTimeout))
+// roundTrip writes b and waits for one response, with NSQ's 1 s deadlines.
+func (p *lookupPeer) roundTrip(b []byte) ([]byte, error) {
+	deadline := time.Now().Add(lookupIOTimeout)
+	p.conn.SetWriteDeadline(deadline)
 	if _, err := p.conn.Write(b); err != nil {
 		return nil, err
 	}
-	return p.readResponse()
+	return p.response(deadline)
 }
 
-// readResponse reads [4-byte size][payload]; an E_ payload is an error.
-func (p *lookupPeer) readResponse() ([]byte, error) {
-	var sz [4]byte
-	if _, err := io.ReadFull(p.r, sz[:]); err != nil {
-		return nil, err
+// response waits for the next response; an E_ payload is an error.
+func (p *lookupPeer) response(deadline time.Time) ([]byte, error) {
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case r := <-p.resp:
+		if r.err != nil {
+			return nil, r.err
+		}
+		if len(r.data) > 2 && r.data[0] == 'E' && r.data[1] == '_' {
+			return nil, errors.New(string(r.data))
+		}
+		return r.data, nil
+	case <-t.C:
+		return nil, errors.New("i/o timeout waiting for nsqlookupd")
 	}
-	n := binary.BigEndian.Uint32(sz[:])
-	if n > 1<<20 {
-		return nil, fmt.Errorf("response of %d bytes", n)
-	}
-	b := make([]byte, n)
-	if _, err := io.ReadFull(p.r, b); err != nil {
-		return nil, err
-	}
-	if len(b) > 2 && b[0] == 'E' && b[1] == '_' {
-		return nil, errors.New(string(b))
-	}
-	return b, nil
 }
 
 // lookupIdentity is the IDENTIFY body nsqd sends to lookupd.

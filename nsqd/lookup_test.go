@@ -175,3 +175,21 @@ func TestLookupRegistration(t *testing.T) {
 		return len(n.lookup.peers) == 0
 	}, "peer removed")
 }
+
+// A restarted lookupd is re-registered within a few seconds, not at the
+// next 15 s PING.
+func TestLookupReconnectsPromptly(t *testing.T) {
+	lk := newFakeLookupd(t, "127.0.0.1:0", 1)
+	o := testOptions(t)
+	o.NSQLookupdTCPAddresses = []string{lk.ln.Addr().String()}
+	n := startNSQD(t, o)
+	topic, _ := n.GetTopic("rc")
+	topic.GetChannel("c")
+	eventually(t, 5*time.Second, func() bool { return lk.has("REGISTER rc c") }, "registered")
+	addr := lk.ln.Addr().String()
+	lk.close()
+	lk2 := newFakeLookupd(t, addr, 1)
+	start := time.Now()
+	eventually(t, 5*time.Second, func() bool { return lk2.has("REGISTER rc c") }, "re-registered")
+	t.Logf("re-registered after %v", time.Since(start))
+}
