@@ -2,7 +2,6 @@ package nsqd
 
 import (
 	"bufio"
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -12,45 +11,83 @@ import (
 	"path/filepath"
 	"sync"
 
-	"github.com/nsqclone/nsq/internal/nsqlog"
-	diskqueue "github.com/nsqio/go-diskqueue"
+	"github.com/nsqclone/nsq/internal/diskq"
 )
 
-// newBackend opens (or creates) the go-diskqueue of a topic ("name") or a
-// channel ("topic:channel") with NSQ's file names and settings.
-func (n *NSQD) newBackend(name string) diskqueue.Interface {
+// newBackend opens (or creates) the disk queue of a topic ("name") or a
+// channel ("topic:channel"), in go-diskqueue's file format.
+func (n *NSQD) newBackend(name string) (*diskq.Queue, error) {
 	o := n.opts
-	logf := func(lvl diskqueue.LogLevel, f string, args ...any) {
-		n.logger.Log(context.Background(), diskqueueLevel(lvl), fmt.Sprintf(f, args...))
+	q, err := diskq.Open(name, n.dataPath(), diskq.Options{
+		MaxBytesPerFile: o.MaxBytesPerFile,
+		MinMsgSize:      messageHeaderLen,
+		MaxMsgSize:      int32(o.MaxMsgSize) + messageHeaderLen,
+		SyncEvery:       o.SyncEvery,
+		SyncTimeout:     o.SyncTimeout,
+		Logger:          n.logger,
+	})
+	if err != nil {
+		n.setHealth(err)
+		return nil, fmt.Errorf("open disk queue %q: %w", name, err)
 	}
-	return diskqueue.New(name, n.dataPath(), o.MaxBytesPerFile,
-		int32(messageHeaderLen), int32(o.MaxMsgSize)+messageHeaderLen,
-		o.SyncEvery, o.SyncTimeout, logf)
+	return q, nil
 }
 
-func diskqueueLevel(l diskqueue.LogLevel) slog.Level {
-	return nsqlog.Level(l).Slog()
-}
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 64*1024); return &b }}
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
-
-// writeBackend appends messages to a disk queue in NSQ's storage format.
-// A failure marks the daemon unhealthy until the next successful write.
-func (n *NSQD) writeBackend(q diskqueue.Interface, msgs []*Message) error {
+// writeBackend appends messages to a disk queue in NSQ's storage format, in
+// one write. A failure marks the daemon unhealthy until the next successful
+// write.
+func (n *NSQD) writeBackend(q *diskq.Queue, msgs []*Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
 	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
-	for _, m := range msgs {
-		*bp = appendMessage((*bp)[:0], m)
-		if err := q.Put(*bp); err != nil {
-			n.setHealth(err)
-			return fmt.Errorf("write to disk queue: %w", err)
-		}
+	buf := (*bp)[:0]
+	ends := make([]int, len(msgs))
+	for i, m := range msgs {
+		buf = appendMessage(buf, m)
+		ends[i] = len(buf)
+	}
+	records := make([][]byte, len(msgs))
+	start := 0
+	for i, end := range ends {
+		records[i] = buf[start:end]
+		start = end
+	}
+	err := q.Put(records...)
+	if cap(buf) <= 1<<20 {
+		*bp = buf[:0]
+		bufPool.Put(bp)
+	}
+	if err != nil {
+		n.setHealth(err)
+		return fmt.Errorf("write to disk queue: %w", err)
 	}
 	n.setHealth(nil)
 	return nil
+}
+
+// readBackend appends up to max messages read from a disk queue; damaged
+// records are logged and skipped (the queue counts them).
+func (n *NSQD) readBackend(q *diskq.Queue, dst []*Message, max int, log *slog.Logger) []*Message {
+	if q == nil || q.Depth() <= 0 {
+		return dst
+	}
+	var recs [][]byte
+	recs, err := q.Read(recs, max)
+	if err != nil {
+		log.Error("DISKQUEUE: read failed", "err", err)
+	}
+	for _, r := range recs {
+		m, err := decodeMessage(r)
+		if err != nil {
+			log.Error("DISKQUEUE: dropping undecodable message", "err", err)
+			continue
+		}
+		dst = append(dst, m)
+	}
+	return dst
 }
 
 // dataPath is --data-path, or the working directory when it is empty.

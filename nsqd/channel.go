@@ -9,8 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nsqclone/nsq/internal/diskq"
 	"github.com/nsqclone/nsq/internal/protocol"
-	diskqueue "github.com/nsqio/go-diskqueue"
 )
 
 // Channel is a topic's copy of the message stream, shared by the consumers
@@ -30,7 +30,7 @@ type Channel struct {
 	nsqd      *NSQD
 	topic     *Topic
 	log       *slog.Logger
-	backend   diskqueue.Interface // nil for an ephemeral channel
+	backend   *diskq.Queue // nil for an ephemeral channel
 
 	paused atomic.Bool
 
@@ -49,7 +49,7 @@ type Channel struct {
 	e2e           *latencyWindow // nil unless percentiles are configured
 }
 
-func newChannel(t *Topic, name string) *Channel {
+func newChannel(t *Topic, name string) (*Channel, error) {
 	n := t.nsqd
 	c := &Channel{
 		name:      name,
@@ -61,10 +61,14 @@ func newChannel(t *Topic, name string) *Channel {
 		clients:   make(map[int64]*client),
 	}
 	if !c.ephemeral {
-		c.backend = n.newBackend(t.name + ":" + name)
+		q, err := n.newBackend(t.name + ":" + name)
+		if err != nil {
+			return nil, err
+		}
+		c.backend = q
 	}
 	c.e2e = n.newLatencyWindow()
-	return c
+	return c, nil
 }
 
 // ErrExiting is returned for operations on a topic or channel being deleted
@@ -109,7 +113,14 @@ func (c *Channel) enqueue(msgs []*Message) error {
 	if len(overflow) == 0 || c.backend == nil {
 		return nil
 	}
-	return c.nsqd.writeBackend(c.backend, overflow)
+	if err := c.nsqd.writeBackend(c.backend, overflow); err != nil {
+		return err
+	}
+	// Waiting pumps read the disk queue when they wake.
+	c.mu.Lock()
+	c.wakeWaitersLocked()
+	c.mu.Unlock()
+	return nil
 }
 
 // wakeWaitersLocked signals every waiting pump. The sends never block: each
@@ -140,12 +151,9 @@ func (c *Channel) take(dst []*Message, max int, cl *client) []*Message {
 	return dst
 }
 
-// backendChan is the disk queue's read channel, or nil for ephemeral channels.
-func (c *Channel) backendChan() <-chan []byte {
-	if c.backend == nil {
-		return nil
-	}
-	return c.backend.ReadChan()
+// readDisk appends up to max messages from the disk queue.
+func (c *Channel) readDisk(dst []*Message, max int) []*Message {
+	return c.nsqd.readBackend(c.backend, dst, max, c.log)
 }
 
 // requeue puts messages back after REQ 0, a timeout or a disconnect.

@@ -278,10 +278,15 @@ func (c *client) pump() {
 	}()
 
 	for {
-		var diskC <-chan []byte
 		if ch := c.channel.Load(); ch != nil && c.state.Load() == stateSubscribed && !ch.paused.Load() {
 			if want := c.rdy.Load() - c.inFlightCount.Load(); want > 0 {
-				batch = ch.take(batch[:0], int(min(want, maxDeliverBatch)), c)
+				n := int(min(want, maxDeliverBatch))
+				// Memory first; then the disk queue. take registers the pump
+				// to be woken by the next put, to memory or to disk.
+				batch = ch.take(batch[:0], n, c)
+				if len(batch) == 0 {
+					batch = ch.readDisk(batch, n)
+				}
 				if len(batch) > 0 {
 					if err := c.deliver(ch, batch); err != nil {
 						c.closeConn()
@@ -302,7 +307,6 @@ func (c *client) pump() {
 					}
 					continue
 				}
-				diskC = ch.backendChan()
 			}
 		}
 		if pending {
@@ -314,26 +318,6 @@ func (c *client) pump() {
 		}
 		select {
 		case <-c.wake:
-		case b := <-diskC:
-			// Take whatever else the disk queue has ready (up to RDY) before
-			// the next flush.
-			batch = c.appendDecoded(batch[:0], b)
-			want := c.rdy.Load() - c.inFlightCount.Load()
-		more:
-			for int64(len(batch)) < min(want, maxDeliverBatch) {
-				select {
-				case b := <-diskC:
-					batch = c.appendDecoded(batch, b)
-				default:
-					break more
-				}
-			}
-			if err := c.deliver(c.channel.Load(), batch); err != nil {
-				c.closeConn()
-				return
-			}
-			clear(batch)
-			pending = true
 		case <-hbC:
 			if c.writeFrameFlush(protocol.FrameTypeResponse, protocol.Heartbeat) != nil {
 				c.closeConn()
@@ -345,17 +329,6 @@ func (c *client) pump() {
 			return
 		}
 	}
-}
-
-// appendDecoded decodes a disk-queue record; a damaged one is logged and
-// dropped (go-diskqueue already checked its length).
-func (c *client) appendDecoded(dst []*Message, b []byte) []*Message {
-	m, err := decodeMessage(b)
-	if err != nil {
-		c.log.Error("CHANNEL: dropping undecodable message from disk", "err", err)
-		return dst
-	}
-	return append(dst, m)
 }
 
 // deliver records msgs as in flight to this client and writes them. Messages

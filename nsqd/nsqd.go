@@ -239,6 +239,7 @@ func (n *NSQD) Run(ctx context.Context) error {
 	loops.Go(func() { n.queueScanLoop(loopCtx) })
 	loops.Go(func() { n.persistLoop(loopCtx) })
 	loops.Go(func() { n.lookupLoop(loopCtx) })
+	loops.Go(func() { n.syncLoop(loopCtx) })
 	loops.Go(func() { n.statsdLoop(loopCtx) })
 
 	<-ctx.Done()
@@ -369,7 +370,12 @@ func (n *NSQD) getTopic(name string, announce bool) (*Topic, error) {
 		n.mu.Unlock()
 		return nil, ErrExiting
 	}
-	t = newTopic(n, name)
+	t, err := newTopic(n, name)
+	if err != nil {
+		n.mu.Unlock()
+		n.logger.Error("TOPIC: failed to create", "topic", name, "err", err)
+		return nil, err
+	}
 	// A new topic holds its messages until the channels other nodes have
 	// for it (as lookupd knows them) exist, so they all get the first one.
 	t.holding = announce
@@ -525,6 +531,35 @@ func (n *NSQD) queueScanLoop(ctx context.Context) {
 		}
 		for _, c := range n.clientList() {
 			c.processTimeouts(now)
+		}
+	}
+}
+
+// syncLoop fsyncs disk queues with unsynced activity older than
+// --sync-timeout (go-diskqueue runs a ticker goroutine per queue for this).
+func (n *NSQD) syncLoop(ctx context.Context) {
+	ticker := time.NewTicker(max(n.opts.SyncTimeout/4, 50*time.Millisecond))
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ticker.C:
+		case <-ctx.Done():
+			return
+		}
+		now := time.Now()
+		for _, t := range n.topicList() {
+			if t.backend != nil {
+				if err := t.backend.MaybeSync(now); err != nil {
+					n.setHealth(err)
+				}
+			}
+			for _, c := range t.channelList() {
+				if c.backend != nil {
+					if err := c.backend.MaybeSync(now); err != nil {
+						n.setHealth(err)
+					}
+				}
+			}
 		}
 	}
 }

@@ -8,8 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nsqclone/nsq/internal/diskq"
 	"github.com/nsqclone/nsq/internal/protocol"
-	diskqueue "github.com/nsqio/go-diskqueue"
 )
 
 // Topic receives published messages and gives every one of its channels a
@@ -26,7 +26,7 @@ type Topic struct {
 	ephemeral bool
 	nsqd      *NSQD
 	log       *slog.Logger
-	backend   diskqueue.Interface // nil for an ephemeral topic
+	backend   *diskq.Queue // nil for an ephemeral topic
 	guid      *guidFactory
 
 	// mu guards the fields below it. Publishers hold it for reading while
@@ -51,7 +51,7 @@ type Topic struct {
 	messageBytes atomic.Uint64
 }
 
-func newTopic(n *NSQD, name string) *Topic {
+func newTopic(n *NSQD, name string) (*Topic, error) {
 	t := &Topic{
 		name:      name,
 		ephemeral: protocol.IsEphemeral(name),
@@ -62,9 +62,13 @@ func newTopic(n *NSQD, name string) *Topic {
 		exit:      make(chan struct{}),
 	}
 	if !t.ephemeral {
-		t.backend = n.newBackend(name)
+		q, err := n.newBackend(name)
+		if err != nil {
+			return nil, err
+		}
+		t.backend = q
 	}
-	return t
+	return t, nil
 }
 
 // ErrChannelNotFound is returned for a channel that does not exist.
@@ -217,22 +221,25 @@ func (t *Topic) drain() {
 		}
 		t.mu.RUnlock()
 
-		if t.backend == nil || t.backend.Depth() == 0 {
+		buf = t.nsqd.readBackend(t.backend, buf[:0], 256, t.log)
+		if len(buf) > 0 {
+			if err := t.put(buf); err != nil {
+				t.log.Error("TOPIC: failed to pass messages from disk to channels", "err", err)
+			}
+			clear(buf)
+			continue
+		}
+		if t.backend == nil || t.backend.Depth() <= 0 {
 			if t.stopDrainingIfEmpty() {
 				return
 			}
 			continue
 		}
+		// Depth says more but nothing could be read (a damaged file was
+		// just skipped, or a read error): wait a little or for new data.
 		select {
-		case b := <-t.backend.ReadChan():
-			m, err := decodeMessage(b)
-			if err != nil {
-				t.log.Error("TOPIC: dropping undecodable message from disk", "err", err)
-				continue
-			}
-			if err := t.put([]*Message{m}); err != nil {
-				t.log.Error("TOPIC: failed to pass message from disk to channels", "err", err)
-			}
+		case <-t.backend.Ready():
+		case <-time.After(100 * time.Millisecond):
 		case <-t.exit:
 			t.stopDraining()
 			return
@@ -279,7 +286,11 @@ func (t *Topic) GetChannel(name string) (*Channel, error) {
 		t.mu.Unlock()
 		return c, nil
 	}
-	c = newChannel(t, name)
+	c, err := newChannel(t, name)
+	if err != nil {
+		t.mu.Unlock()
+		return nil, err
+	}
 	t.channels[name] = c
 	t.chans = append(t.chans, c)
 	t.startDrainLocked()
