@@ -61,7 +61,11 @@ func (w *latencyWindow) samples() quantile.Samples {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.rotateLocked(time.Now())
-	return append(w.streams[0].Samples(), w.streams[1].Samples()...)
+	// Samples returns the streams' own slices, and Merge sorts what it is
+	// given: hand out a copy.
+	a, b := w.streams[0].Samples(), w.streams[1].Samples()
+	out := make(quantile.Samples, 0, len(a)+len(b))
+	return append(append(out, a...), b...)
 }
 
 // percentiles computes the stats object from samples, in configured order.

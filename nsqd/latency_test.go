@@ -41,3 +41,34 @@ func TestE2ELatencyPercentiles(t *testing.T) {
 		}
 	}
 }
+
+// Concurrent stats readers and FINs must not share perks' internal slices.
+func TestLatencyWindowConcurrentReaders(t *testing.T) {
+	o := testOptions(t)
+	o.E2EProcessingLatencyPercentiles = []float64{0.99, 0.5}
+	n := &NSQD{opts: o}
+	w := n.newLatencyWindow()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 2000 {
+			w.record(time.Now(), int64(i))
+		}
+	}()
+	for range 4 {
+		go func() {
+			for {
+				select {
+				case <-done:
+					return
+				default:
+					latencyPercentiles(w.quantiles, w.samples())
+				}
+			}
+		}()
+	}
+	<-done
+	if p := latencyPercentiles(w.quantiles, w.samples()); p.Count != 2000 {
+		t.Errorf("count = %d, want 2000", p.Count)
+	}
+}
