@@ -2,6 +2,7 @@ package nsqd
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/tls"
 	"io"
 	"log/slog"
@@ -22,10 +23,13 @@ const (
 
 const (
 	defaultBufferSize = 16 * 1024 // default output buffer (IDENTIFY output_buffer_size)
-	// readBufferSize bounds a command line (NSQ's are under 200 bytes);
-	// bodies larger than the buffer are read straight into their slice.
-	readBufferSize  = 4 * 1024
-	maxDeliverBatch = 256 // messages a pump takes from its channel at once
+	// A connection reads through a small buffer (command lines are under
+	// 200 bytes; larger bodies are read straight into their slice) until it
+	// does message traffic (PUB, MPUB, DPUB, FIN): then the buffer grows, so
+	// idle connections stay small and busy ones read in large chunks.
+	readBufferSize       = 1024
+	activeReadBufferSize = 16 * 1024
+	maxDeliverBatch      = 256 // messages a pump takes from its channel at once
 )
 
 // client is one V2 TCP connection. Two goroutines serve it, both owned by the
@@ -36,7 +40,8 @@ type client struct {
 	id          int64
 	nsqd        *NSQD
 	conn        net.Conn
-	r           *bufio.Reader
+	r           *bufio.Reader // used by the command loop only
+	rsrc        io.Reader     // what r reads from (the connection as upgraded)
 	log         *slog.Logger
 	remoteAddr  string
 	connectTime time.Time
@@ -101,6 +106,7 @@ func newClient(n *NSQD, id int64, raw net.Conn) *client {
 		nsqd:              n,
 		conn:              conn,
 		r:                 bufio.NewReaderSize(conn, readBufferSize),
+		rsrc:              conn,
 		out:               conn,
 		wSize:             defaultBufferSize,
 		remoteAddr:        conn.RemoteAddr().String(),
@@ -160,6 +166,20 @@ func (c *client) closeConn() {
 		close(c.exit)
 		c.conn.Close()
 	})
+}
+
+// growReader gives the command loop the large read buffer, keeping what
+// the small one has buffered.
+func (c *client) growReader() {
+	if c.r.Size() >= activeReadBufferSize {
+		return
+	}
+	src := c.rsrc
+	if n := c.r.Buffered(); n > 0 {
+		pending, _ := c.r.Peek(n)
+		src = io.MultiReader(bytes.NewReader(bytes.Clone(pending)), c.rsrc)
+	}
+	c.r = bufio.NewReaderSize(src, activeReadBufferSize)
 }
 
 // writer returns the output buffer, allocating it on first use. Callers

@@ -36,6 +36,7 @@ func BenchmarkIdleConsumerMemory(b *testing.B) {
 		runtime.ReadMemStats(&after)
 		per := float64((after.HeapInuse+after.StackInuse)-(before.HeapInuse+before.StackInuse)) / conns
 		b.ReportMetric(per, "bytes/conn")
+		b.ReportMetric(float64(after.StackInuse-before.StackInuse)/conns, "stack-bytes/conn")
 		for _, c := range cs {
 			c.Close()
 		}

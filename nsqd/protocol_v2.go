@@ -102,6 +102,10 @@ func (c *client) exec(params [][]byte) ([]byte, error) {
 		return nil, protocol.Fatal("E_INVALID", fmt.Sprintf("cannot %s in current state (TLS required)", cmd))
 	}
 	switch string(cmd) {
+	case "FIN", "PUB", "MPUB", "DPUB":
+		c.growReader()
+	}
+	switch string(cmd) {
 	case "FIN":
 		return c.fin(params)
 	case "RDY":

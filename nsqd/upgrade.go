@@ -98,7 +98,7 @@ func (c *client) upgrade(tlsOn, snappyOn, deflateOn bool, level int) error {
 		if err := c.sendOKLocked(wr, size); err != nil {
 			return err
 		}
-		c.r = bufio.NewReaderSize(rd, readBufferSize)
+		c.r, c.rsrc = bufio.NewReaderSize(rd, readBufferSize), rd
 		rd = c.r
 	}
 	if snappyOn {
@@ -108,7 +108,7 @@ func (c *client) upgrade(tlsOn, snappyOn, deflateOn bool, level int) error {
 		if err := c.sendOKLocked(wr, size); err != nil {
 			return err
 		}
-		c.r = bufio.NewReaderSize(rd, readBufferSize)
+		c.r, c.rsrc = bufio.NewReaderSize(rd, readBufferSize), rd
 	}
 	if deflateOn {
 		fw, _ := flate.NewWriter(wr, level)
@@ -118,7 +118,7 @@ func (c *client) upgrade(tlsOn, snappyOn, deflateOn bool, level int) error {
 		if err := c.sendOKLocked(wr, size); err != nil {
 			return err
 		}
-		c.r = bufio.NewReaderSize(rd, readBufferSize)
+		c.r, c.rsrc = bufio.NewReaderSize(rd, readBufferSize), rd
 	}
 	return nil
 }
