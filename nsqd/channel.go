@@ -75,23 +75,31 @@ func newChannel(t *Topic, name string) (*Channel, error) {
 // or on a daemon shutting down.
 var ErrExiting = errors.New("exiting")
 
-// put queues new messages from the topic (count them in message_count).
+// put queues new messages from the topic; message_count counts those
+// accepted.
 func (c *Channel) put(msgs []*Message) error {
-	c.messageCount.Add(uint64(len(msgs)))
-	return c.enqueue(msgs)
+	accepted, err := c.enqueue(msgs)
+	c.messageCount.Add(uint64(accepted))
+	return err
 }
 
 // enqueue puts messages in the memory queue, the deferred heap (deadline in
-// the future) or, past --mem-queue-size, the disk queue; an ephemeral
-// channel drops what does not fit in memory.
-func (c *Channel) enqueue(msgs []*Message) error {
+// the future) or, past --mem-queue-size, the disk queue. An ephemeral
+// channel has no disk: what does not fit in memory is handed to a waiting
+// consumer if there is one (so --mem-queue-size=0 still delivers, as NSQ's
+// direct hand-over does) and dropped otherwise. It returns how many
+// messages were accepted.
+func (c *Channel) enqueue(msgs []*Message) (int, error) {
 	var overflow []*Message
 	now := time.Now().UnixNano()
 	memMax := int(c.nsqd.opts.MemQueueSize)
 	c.mu.Lock()
 	if c.exiting {
 		c.mu.Unlock()
-		return ErrExiting
+		return 0, ErrExiting
+	}
+	if c.backend == nil {
+		memMax += len(c.waiters)
 	}
 	added := false
 	for _, m := range msgs {
@@ -110,17 +118,20 @@ func (c *Channel) enqueue(msgs []*Message) error {
 		c.wakeWaitersLocked()
 	}
 	c.mu.Unlock()
-	if len(overflow) == 0 || c.backend == nil {
-		return nil
+	if len(overflow) == 0 {
+		return len(msgs), nil
+	}
+	if c.backend == nil {
+		return len(msgs) - len(overflow), nil
 	}
 	if err := c.nsqd.writeBackend(c.backend, overflow); err != nil {
-		return err
+		return len(msgs) - len(overflow), err
 	}
 	// Waiting pumps read the disk queue when they wake.
 	c.mu.Lock()
 	c.wakeWaitersLocked()
 	c.mu.Unlock()
-	return nil
+	return len(msgs), nil
 }
 
 // wakeWaitersLocked signals every waiting pump. The sends never block: each
@@ -161,7 +172,7 @@ func (c *Channel) requeue(msgs []*Message) {
 	for _, m := range msgs {
 		m.deadline = 0
 	}
-	if err := c.enqueue(msgs); err != nil && !errors.Is(err, ErrExiting) {
+	if _, err := c.enqueue(msgs); err != nil && !errors.Is(err, ErrExiting) {
 		c.log.Error("CHANNEL: failed to requeue messages", "count", len(msgs), "err", err)
 	}
 }
@@ -169,7 +180,7 @@ func (c *Channel) requeue(msgs []*Message) {
 // deferMessage holds a message until now + d (REQ with a timeout).
 func (c *Channel) deferMessage(m *Message, d time.Duration) {
 	m.deadline = time.Now().Add(d).UnixNano()
-	if err := c.enqueue([]*Message{m}); err != nil && !errors.Is(err, ErrExiting) {
+	if _, err := c.enqueue([]*Message{m}); err != nil && !errors.Is(err, ErrExiting) {
 		c.log.Error("CHANNEL: failed to defer message", "err", err)
 	}
 }
@@ -373,7 +384,7 @@ func (c *Channel) loadDeferred() {
 	if len(msgs) == 0 {
 		return
 	}
-	if err := c.enqueue(msgs); err != nil {
+	if _, err := c.enqueue(msgs); err != nil {
 		c.log.Error("CHANNEL: failed to restore deferred messages", "err", err)
 		return
 	}
