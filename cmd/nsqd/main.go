@@ -5,9 +5,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
-	"fmt"
 	"io"
 	"os"
 	"os/signal"
@@ -15,7 +12,6 @@ import (
 
 	"github.com/nsqclone/nsq/internal/nsqlog"
 	"github.com/nsqclone/nsq/internal/options"
-	"github.com/nsqclone/nsq/internal/version"
 	"github.com/nsqclone/nsq/nsqd"
 )
 
@@ -26,46 +22,23 @@ func main() {
 	os.Exit(code)
 }
 
-// run is nsqd's main with its exit status as result: it returns when ctx ends
-// and the daemon has shut down.
+// run is nsqd's main with its exit status as result: it returns when ctx
+// ends and the daemon has shut down.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	opts := nsqd.NewOptions()
-	fs := nsqdFlagSet(opts)
-	fs.SetOutput(stderr)
-	if err := fs.Parse(args); err != nil { // the flag package has printed why
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.Lookup("version").Value.(flag.Getter).Get().(bool) {
-		fmt.Fprintln(stdout, version.String("nsqd"))
-		return 0
-	}
-
-	if err := options.Resolve(opts, fs, fs.Lookup("config").Value.String()); err != nil {
-		fatal(ctx, stderr, opts, err.Error()) // opts still holds the defaults
-		return 1
-	}
-	if opts.TLSClientAuthPolicy != "" && opts.TLSRequired == nsqd.TLSNotRequired {
-		opts.TLSRequired = nsqd.TLSRequired
-	}
-	// opts.Logger stays nil: nsqd then builds its own logger, whose level
-	// PUT /config/log_level can change.
-
-	n, err := nsqd.New(opts)
-	if err != nil {
-		fatal(ctx, stderr, opts, "failed to instantiate nsqd - "+err.Error())
-		return 1
-	}
-	if err := n.Run(ctx); err != nil {
-		fatal(ctx, stderr, opts, err.Error())
-		return 1
-	}
-	return 0
-}
-
-// fatal writes msg as an NSQ FATAL line with the configured prefix.
-func fatal(ctx context.Context, w io.Writer, opts *nsqd.Options, msg string) {
-	nsqlog.New(w, opts.LogPrefix, opts.LogLevel.Slog()).Log(ctx, nsqlog.LevelFatal, msg)
+	return options.Main(ctx, options.MainSpec{
+		Name:    "nsqd",
+		FlagSet: nsqdFlagSet(opts),
+		Options: opts,
+		Logging: func() (string, nsqlog.Level) { return opts.LogPrefix, opts.LogLevel },
+		Prepare: func(io.Writer) {
+			// A client-certificate policy implies TLS is required.
+			if opts.TLSClientAuthPolicy != "" && opts.TLSRequired == nsqd.TLSNotRequired {
+				opts.TLSRequired = nsqd.TLSRequired
+			}
+			// opts.Logger stays nil: nsqd then builds its own logger, whose
+			// level PUT /config/log_level can change.
+		},
+		New: func() (options.Daemon, error) { return nsqd.New(opts) },
+	}, args, stdout, stderr)
 }

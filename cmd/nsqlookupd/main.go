@@ -5,9 +5,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
-	"fmt"
 	"io"
 	"os"
 	"os/signal"
@@ -15,7 +12,6 @@ import (
 
 	"github.com/nsqclone/nsq/internal/nsqlog"
 	"github.com/nsqclone/nsq/internal/options"
-	"github.com/nsqclone/nsq/internal/version"
 	"github.com/nsqclone/nsq/nsqlookupd"
 )
 
@@ -26,42 +22,18 @@ func main() {
 	os.Exit(code)
 }
 
-// run is nsqlookupd's main with its exit status as result: it returns when
-// ctx ends and the daemon has shut down.
+// run is nsqlookupd's main with its exit status as result: it returns when ctx
+// ends and the daemon has shut down.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	opts := nsqlookupd.NewOptions()
-	fs := lookupdFlagSet(opts)
-	fs.SetOutput(stderr)
-	if err := fs.Parse(args); err != nil { // the flag package has printed why
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.Lookup("version").Value.(flag.Getter).Get().(bool) {
-		fmt.Fprintln(stdout, version.String("nsqlookupd"))
-		return 0
-	}
-
-	if err := options.Resolve(opts, fs, fs.Lookup("config").Value.String()); err != nil {
-		fatal(ctx, stderr, opts, err.Error()) // opts still holds the defaults
-		return 1
-	}
-	opts.Logger = nsqlog.New(stderr, opts.LogPrefix, opts.LogLevel.Slog())
-
-	l, err := nsqlookupd.New(opts)
-	if err != nil {
-		fatal(ctx, stderr, opts, "failed to instantiate nsqlookupd - "+err.Error())
-		return 1
-	}
-	if err := l.Run(ctx); err != nil {
-		fatal(ctx, stderr, opts, err.Error())
-		return 1
-	}
-	return 0
-}
-
-// fatal writes msg as an NSQ FATAL line with the configured prefix.
-func fatal(ctx context.Context, w io.Writer, opts *nsqlookupd.Options, msg string) {
-	nsqlog.New(w, opts.LogPrefix, opts.LogLevel.Slog()).Log(ctx, nsqlog.LevelFatal, msg)
+	return options.Main(ctx, options.MainSpec{
+		Name:    "nsqlookupd",
+		FlagSet: lookupdFlagSet(opts),
+		Options: opts,
+		Logging: func() (string, nsqlog.Level) { return opts.LogPrefix, opts.LogLevel },
+		Prepare: func(stderr io.Writer) {
+			opts.Logger = nsqlog.New(stderr, opts.LogPrefix, opts.LogLevel.Slog())
+		},
+		New: func() (options.Daemon, error) { return nsqlookupd.New(opts) },
+	}, args, stdout, stderr)
 }
