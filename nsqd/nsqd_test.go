@@ -2,6 +2,7 @@ package nsqd
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -36,11 +37,9 @@ func startNSQD(t testing.TB, o *Options) *NSQD {
 		t.Fatalf("New: %v", err)
 	}
 	done := make(chan error, 1)
-	stop := make(chan struct{})
-	ctx, cancel := contextWithStop(stop)
+	ctx, cancel := context.WithCancel(context.Background())
 	go func() { done <- n.Run(ctx) }()
 	t.Cleanup(func() {
-		close(stop)
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("Run: %v", err)
