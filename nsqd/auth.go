@@ -190,7 +190,7 @@ func (c *client) auth(params [][]byte) ([]byte, error) {
 		return nil, protocol.Fatal("E_UNAUTHORIZED", "AUTH no authorizations found")
 	}
 	if err != nil {
-		c.log.Warn("AUTH: failed", "err", err)
+		c.logger().Warn("AUTH: failed", "err", err)
 		return nil, protocol.Fatal("E_AUTH_FAILED", "AUTH failed")
 	}
 	c.mu.Lock()
@@ -222,7 +222,7 @@ func (c *client) checkAuth(cmd, topic, channel string) error {
 	if time.Now().After(st.expires) {
 		fresh, err := c.authQuery(secret)
 		if err != nil && !errors.Is(err, errNoAuthorizations) {
-			c.log.Warn("AUTH: refresh failed", "err", err)
+			c.logger().Warn("AUTH: refresh failed", "err", err)
 			return protocol.Fatal("E_AUTH_FAILED", "AUTH failed")
 		}
 		c.mu.Lock()

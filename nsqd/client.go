@@ -27,7 +27,7 @@ const (
 	// 200 bytes; larger bodies are read straight into their slice) until it
 	// does message traffic (PUB, MPUB, DPUB, FIN): then the buffer grows, so
 	// idle connections stay small and busy ones read in large chunks.
-	readBufferSize       = 1024
+	readBufferSize       = 256
 	activeReadBufferSize = 16 * 1024
 	maxDeliverBatch      = 256 // messages a pump takes from its channel at once
 )
@@ -42,7 +42,6 @@ type client struct {
 	conn        net.Conn
 	r           *bufio.Reader // used by the command loop only
 	rsrc        io.Reader     // what r reads from (the connection as upgraded)
-	log         *slog.Logger
 	remoteAddr  string
 	connectTime time.Time
 
@@ -117,15 +116,19 @@ func newClient(n *NSQD, id int64, raw net.Conn) *client {
 		msgTimeout:        n.opts.MsgTimeout,
 		outputBufferSize:  defaultBufferSize,
 		outputBufferTO:    n.opts.OutputBufferTimeout,
-		inFlight:          make(map[MessageID]*Message),
 		wake:              make(chan struct{}, 1),
 		settingsChanged:   make(chan struct{}, 1),
 		exit:              make(chan struct{}),
 	}
-	c.log = n.logger.With("client", c.remoteAddr)
 	conn.timeout.Store(int64(c.heartbeatInterval))
 	c.writeTimeout = &conn.timeout
 	return c
+}
+
+// logger is the daemon's logger with this connection's address; built on
+// use, since most connections never log.
+func (c *client) logger() *slog.Logger {
+	return c.nsqd.logger.With("client", c.remoteAddr)
 }
 
 // deadlineConn gives every write to the socket a deadline of one heartbeat
@@ -371,6 +374,9 @@ func (c *client) deliver(ch *Channel, msgs []*Message) error {
 		m.Attempts++
 		m.deliveryTS = now
 		m.deadline = now + timeout
+		if c.inFlight == nil { // made on first delivery: idle consumers hold none
+			c.inFlight = make(map[MessageID]*Message)
+		}
 		c.inFlight[m.ID] = m
 		c.inFlightList.add(m)
 		msgs[n] = m

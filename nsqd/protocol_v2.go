@@ -34,7 +34,7 @@ func (n *NSQD) serveV2(c *client) {
 	c.cleanup()
 	n.removeClient(c)
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-		c.log.Debug("PROTOCOL(V2): connection ended", "err", err)
+		c.logger().Debug("PROTOCOL(V2): connection ended", "err", err)
 	}
 }
 
@@ -77,8 +77,8 @@ func (c *client) commandLoop() error {
 			if !errors.As(err, &perr) {
 				return err // I/O error
 			}
-			if c.log.Enabled(context.Background(), slog.LevelDebug) {
-				c.log.Debug("PROTOCOL(V2): command failed", "err", perr.Error())
+			if c.nsqd.logger.Enabled(context.Background(), slog.LevelDebug) {
+				c.logger().Debug("PROTOCOL(V2): command failed", "err", perr.Error())
 			}
 			if werr := c.writeFrameFlush(protocol.FrameTypeError, []byte(perr.Error())); werr != nil {
 				return werr
