@@ -13,6 +13,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/nsqclone/nsq/internal/nsqlog"
@@ -52,6 +53,9 @@ type NSQD struct {
 	lookupAddr atomic.Pointer[[]string]
 	lookup     *lookupManager
 	tlsConfig  *tls.Config // nil without --tls-cert/--tls-key
+	// diskLow is set while free space is below --min-free-disk-bytes.
+	diskLow  atomic.Bool
+	freeDisk func(path string) (uint64, error) // statfs; replaced in tests
 }
 
 // New validates opts, locks the data directory and binds the listeners. It
@@ -68,6 +72,7 @@ func New(opts *Options) (*NSQD, error) {
 		clients:   make(map[int64]*client),
 		persistCh: make(chan struct{}, 1),
 		lookup:    &lookupManager{peers: make(map[string]*lookupPeer), changed: make(chan struct{}, 1)},
+		freeDisk:  freeDiskSpace,
 	}
 	n.logLevel.Set(opts.LogLevel.Slog())
 	n.level.Store(int32(opts.LogLevel))
@@ -550,6 +555,7 @@ func (n *NSQD) syncLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		}
+		n.checkFreeDisk()
 		now := time.Now()
 		for _, t := range n.topicList() {
 			if t.backend != nil {
@@ -566,6 +572,42 @@ func (n *NSQD) syncLoop(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// ErrDiskLow refuses a publish while the data path's free space is below
+// --min-free-disk-bytes, before the disk is actually full.
+var ErrDiskLow = errors.New("disk free space below --min-free-disk-bytes")
+
+// checkFreeDisk updates diskLow (and health) from the data path's free space.
+func (n *NSQD) checkFreeDisk() {
+	min := n.opts.MinFreeDiskBytes
+	if min <= 0 {
+		return
+	}
+	free, err := n.freeDisk(n.dataPath())
+	if err != nil {
+		n.logger.Warn("NSQ: cannot read free disk space", "path", n.dataPath(), "err", err)
+		return
+	}
+	low := free < uint64(min)
+	if was := n.diskLow.Swap(low); low != was {
+		if low {
+			err := fmt.Errorf("%w: %d bytes free on %s", ErrDiskLow, free, n.dataPath())
+			n.logger.Error("NSQ: refusing publishes", "err", err)
+			n.setHealth(err)
+		} else {
+			n.logger.Info("NSQ: accepting publishes again", "free", free)
+			n.setHealth(nil)
+		}
+	}
+}
+
+func freeDiskSpace(path string) (uint64, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(path, &st); err != nil {
+		return 0, err
+	}
+	return st.Bavail * uint64(st.Bsize), nil
 }
 
 // closeTopics flushes and closes every topic. Each close fsyncs its disk

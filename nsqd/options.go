@@ -51,6 +51,9 @@ type Options struct {
 	MaxBytesPerFile int64         `flag:"max-bytes-per-file"`
 	SyncEvery       int64         `flag:"sync-every"`
 	SyncTimeout     time.Duration `flag:"sync-timeout"`
+	// MinFreeDiskBytes refuses publishes to disk-backed topics while the
+	// data path's file system has less free space (0 = no limit). Beyond NSQ.
+	MinFreeDiskBytes int64 `flag:"min-free-disk-bytes"`
 
 	// Queue scanning. NSQ samples channels; we scan every client and channel
 	// with pending timers each QueueScanInterval, so only the interval is used.

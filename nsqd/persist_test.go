@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -169,5 +170,48 @@ func TestCorruptMetadataRecovered(t *testing.T) {
 	st := n2.Stats("rec", "c1", false)
 	if len(st.Topics) != 1 || st.Topics[0].Channels[0].Depth != 5 {
 		t.Fatalf("recovered stats = %+v, want rec/c1 with depth 5", st.Topics)
+	}
+}
+
+// --min-free-disk-bytes refuses publishes to durable topics (not ephemeral
+// ones) while free space is low, and accepts them again once it is back.
+func TestMinFreeDiskBytes(t *testing.T) {
+	o := testOptions(t)
+	o.MinFreeDiskBytes = 1 << 20
+	o.SyncTimeout = 200 * time.Millisecond // the sync loop checks free space
+	n, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var free atomic.Uint64
+	free.Store(1 << 30)
+	n.freeDisk = func(string) (uint64, error) { return free.Load(), nil }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	c := dialRaw(t, n)
+	c.send("PUB disk", []byte("a"))
+	c.expect(0, "OK")
+	free.Store(1 << 10)
+	eventually(t, 5*time.Second, func() bool { return n.diskLow.Load() }, "disk low noticed")
+	c.send("PUB disk", []byte("b"))
+	c.expect(1, "E_PUB_FAILED PUB failed disk free space below --min-free-disk-bytes")
+	c.expectClosed()
+	if n.Health() == nil {
+		t.Error("health OK while refusing publishes")
+	}
+	e := dialRaw(t, n)
+	e.send("PUB mem#ephemeral", []byte("c"))
+	e.expect(0, "OK")
+
+	free.Store(1 << 30)
+	eventually(t, 5*time.Second, func() bool { return !n.diskLow.Load() }, "disk space back")
+	c2 := dialRaw(t, n)
+	c2.send("PUB disk", []byte("d"))
+	c2.expect(0, "OK")
+	if n.Health() != nil {
+		t.Errorf("health %v after space came back", n.Health())
 	}
 }

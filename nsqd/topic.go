@@ -90,6 +90,9 @@ func (t *Topic) PublishMulti(bodies [][]byte) error {
 // publish allocates the messages of one publish in a single block and puts
 // them.
 func (t *Topic) publish(bodies [][]byte, deferred time.Duration) error {
+	if !t.ephemeral && t.nsqd.diskLow.Load() {
+		return ErrDiskLow
+	}
 	block := make([]Message, len(bodies))
 	msgs := make([]*Message, len(bodies))
 	ids := make([]MessageID, len(bodies))

@@ -56,7 +56,7 @@ func TestFlagNames(t *testing.T) {
 		"max-channel-consumers", "max-deflate-level", "max-heartbeat-interval",
 		"max-msg-size", "max-msg-timeout", "max-output-buffer-size",
 		"max-output-buffer-timeout", "max-rdy-count", "max-req-timeout",
-		"mem-queue-size", "min-output-buffer-timeout", "msg-timeout", "node-id",
+		"mem-queue-size", "min-free-disk-bytes", "min-output-buffer-timeout", "msg-timeout", "node-id",
 		"output-buffer-timeout", "queue-scan-selection-count",
 		"queue-scan-worker-pool-max", "snappy", "statsd-address",
 		"statsd-exclude-ephemeral", "statsd-interval", "statsd-mem-stats",
