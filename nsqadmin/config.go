@@ -5,14 +5,12 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"reflect"
-	"strings"
-	"sync"
 
 	"github.com/julienschmidt/httprouter"
 
 	"github.com/nsqclone/nsq/internal/httpapi"
 	"github.com/nsqclone/nsq/internal/nsqlog"
+	"github.com/nsqclone/nsq/internal/options"
 )
 
 var (
@@ -82,20 +80,11 @@ func (s *httpServer) configValue(key string) (any, error) {
 	case "base_path":
 		return s.a.basePath, nil
 	}
-	idx, ok := configFields()[key]
+	v, ok := options.Value(s.a.opts, key)
 	if !ok {
 		return nil, errInvalidOption
 	}
-	v := reflect.ValueOf(s.a.opts).Elem().FieldByIndex(idx)
-	switch v.Kind() {
-	case reflect.String:
-		return v.String(), nil
-	case reflect.Slice:
-		if v.IsNil() {
-			return reflect.MakeSlice(v.Type(), 0, 0).Interface(), nil
-		}
-	}
-	return v.Interface(), nil
+	return v, nil
 }
 
 func nonNil[T any](s []T) []T {
@@ -104,19 +93,3 @@ func nonNil[T any](s []T) []T {
 	}
 	return s
 }
-
-// configFields maps every config-file key of Options to its field: the cfg
-// tag, or else the flag tag with '-' replaced by '_'.
-var configFields = sync.OnceValue(func() map[string][]int {
-	m := make(map[string][]int)
-	for _, f := range reflect.VisibleFields(reflect.TypeFor[Options]()) {
-		key := f.Tag.Get("cfg")
-		if key == "" {
-			key = strings.ReplaceAll(f.Tag.Get("flag"), "-", "_")
-		}
-		if key != "" {
-			m[key] = f.Index
-		}
-	}
-	return m
-})

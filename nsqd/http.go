@@ -10,19 +10,18 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
-	"reflect"
 	"runtime"
 	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/julienschmidt/httprouter"
 
 	"github.com/nsqclone/nsq/internal/httpapi"
 	"github.com/nsqclone/nsq/internal/nsqlog"
+	"github.com/nsqclone/nsq/internal/options"
 	"github.com/nsqclone/nsq/internal/protocol"
 	"github.com/nsqclone/nsq/internal/version"
 )
@@ -610,20 +609,11 @@ func (s *httpServer) configValue(key string) (any, error) {
 	case "statsd_prefix":
 		return s.n.statsdPrefix(), nil
 	}
-	idx, ok := configFields()[key]
+	v, ok := options.Value(s.n.opts, key)
 	if !ok {
 		return nil, errHTTPInvalidOption
 	}
-	v := reflect.ValueOf(s.n.opts).Elem().FieldByIndex(idx)
-	switch v.Kind() {
-	case reflect.String:
-		return v.String(), nil
-	case reflect.Slice:
-		if v.IsNil() {
-			return reflect.MakeSlice(v.Type(), 0, 0).Interface(), nil // [] as NSQ's defaults print
-		}
-	}
-	return v.Interface(), nil
+	return v, nil
 }
 
 func nonNil[T any](s []T) []T {
@@ -632,23 +622,6 @@ func nonNil[T any](s []T) []T {
 	}
 	return s
 }
-
-// configFields maps every config-file key of Options to its field: the cfg
-// tag, or else the flag tag with '-' replaced by '_'. Fields without a flag
-// have no key.
-var configFields = sync.OnceValue(func() map[string][]int {
-	m := make(map[string][]int)
-	for _, f := range reflect.VisibleFields(reflect.TypeFor[Options]()) {
-		key := f.Tag.Get("cfg")
-		if key == "" {
-			key = strings.ReplaceAll(f.Tag.Get("flag"), "-", "_")
-		}
-		if key != "" {
-			m[key] = f.Index
-		}
-	}
-	return m
-})
 
 func setBlockRate(req *http.Request, _ httprouter.Params) (string, error) {
 	q, err := httpapi.ParseQuery(req)
