@@ -105,6 +105,17 @@ func (n *NSQD) queryAuthServer(addr, secret, remoteIP, commonName string, tlsOn 
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("auth server %s answered %d", endpoint, resp.StatusCode)
 	}
+	st, err := parseAuthResponse(body, time.Now())
+	if err != nil && !errors.Is(err, errNoAuthorizations) {
+		return nil, fmt.Errorf("auth server %s: %w", endpoint, err)
+	}
+	return st, err
+}
+
+// parseAuthResponse turns an auth server's JSON into the grants: ttl > 0,
+// permissions only "subscribe" and "publish", topic and channel patterns
+// valid Go regexps. No grants is errNoAuthorizations.
+func parseAuthResponse(body []byte, now time.Time) (*authState, error) {
 	var ar struct {
 		TTL            int    `json:"ttl"`
 		Identity       string `json:"identity"`
@@ -116,21 +127,22 @@ func (n *NSQD) queryAuthServer(addr, secret, remoteIP, commonName string, tlsOn 
 		} `json:"authorizations"`
 	}
 	if err := json.Unmarshal(body, &ar); err != nil {
-		return nil, fmt.Errorf("auth server %s: %w", endpoint, err)
+		return nil, err
 	}
 	if ar.TTL <= 0 {
-		return nil, fmt.Errorf("auth server %s: invalid ttl %d", endpoint, ar.TTL)
+		return nil, fmt.Errorf("invalid ttl %d", ar.TTL)
 	}
-	st := &authState{Identity: ar.Identity, IdentityURL: ar.IdentityURL, expires: time.Now().Add(time.Duration(ar.TTL) * time.Second)}
+	st := &authState{Identity: ar.Identity, IdentityURL: ar.IdentityURL, expires: now.Add(time.Duration(ar.TTL) * time.Second)}
 	for _, a := range ar.Authorizations {
 		g := authGrant{}
+		var err error
 		if g.topic, err = regexp.Compile(a.Topic); err != nil {
-			return nil, fmt.Errorf("auth server %s: topic %q: %w", endpoint, a.Topic, err)
+			return nil, fmt.Errorf("topic %q: %w", a.Topic, err)
 		}
 		for _, c := range a.Channels {
 			re, err := regexp.Compile(c)
 			if err != nil {
-				return nil, fmt.Errorf("auth server %s: channel %q: %w", endpoint, c, err)
+				return nil, fmt.Errorf("channel %q: %w", c, err)
 			}
 			g.channels = append(g.channels, re)
 		}
@@ -141,7 +153,7 @@ func (n *NSQD) queryAuthServer(addr, secret, remoteIP, commonName string, tlsOn 
 			case "publish":
 				g.publish = true
 			default:
-				return nil, fmt.Errorf("auth server %s: unknown permission %q", endpoint, p)
+				return nil, fmt.Errorf("unknown permission %q", p)
 			}
 		}
 		st.grants = append(st.grants, g)

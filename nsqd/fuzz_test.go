@@ -364,3 +364,33 @@ func FuzzV2Commands(f *testing.F) {
 		<-written
 	})
 }
+
+// FuzzAuthResponse feeds arbitrary auth-server answers: no panic, and an
+// accepted answer has a positive TTL and grants only known permissions.
+func FuzzAuthResponse(f *testing.F) {
+	for _, s := range []string{
+		`{"ttl":3600,"identity":"alice","identity_url":"http://id/alice","authorizations":[{"topic":"^auth.*","channels":[".*"],"permissions":["subscribe","publish"]}]}`,
+		`{"ttl":1,"authorizations":[]}`,
+		`{"ttl":0,"authorizations":[{"topic":"t","channels":["c"],"permissions":["publish"]}]}`,
+		`{"ttl":5,"authorizations":[{"topic":"(","channels":["c"],"permissions":["publish"]}]}`,
+		`{"ttl":5,"authorizations":[{"topic":"t","channels":["c"],"permissions":["admin"]}]}`,
+		`not json`, `{}`, `{"ttl":"5"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	now := time.Now()
+	f.Fuzz(func(t *testing.T, body []byte) {
+		st, err := parseAuthResponse(body, now)
+		if err != nil && !errors.Is(err, errNoAuthorizations) {
+			return
+		}
+		if !st.expires.After(now) {
+			t.Fatalf("accepted %q with expiry %v, not after now", body, st.expires)
+		}
+		if (len(st.grants) == 0) != errors.Is(err, errNoAuthorizations) {
+			t.Fatalf("%q: %d grants with error %v", body, len(st.grants), err)
+		}
+		st.allows(true, "t", "")
+		st.allows(false, "t", "c")
+	})
+}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"regexp"
 	"strings"
 	"sync"
@@ -274,4 +275,27 @@ func TestErrorWrapped(t *testing.T) {
 	if e, ok := errors.AsType[*Error](err); !ok || e.Status != 413 || e.Error() != "MSG_TOO_BIG" {
 		t.Errorf("AsType(%v) = %v, %v", err, e, ok)
 	}
+}
+
+// FuzzParseQuery feeds arbitrary query strings: no panic, and a parsed
+// query's first value for a key is what the standard library's parser
+// reports first.
+func FuzzParseQuery(f *testing.F) {
+	for _, s := range []string{"topic=t", "topic=a&topic=b", "topic=%zz", "binary=true&defer=100", "", "a=1;b=2", "&&=&"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		req := &http.Request{URL: &url.URL{RawQuery: raw}}
+		q, err := ParseQuery(req)
+		if err != nil {
+			return
+		}
+		std, _ := url.ParseQuery(raw)
+		for k, vs := range std {
+			if got, ok := q.Get(k); !ok || got != vs[0] {
+				t.Fatalf("ParseQuery(%q).Get(%q) = %q, %v; want %q", raw, k, got, ok, vs[0])
+			}
+		}
+		q.Bool("binary", false)
+	})
 }
