@@ -418,11 +418,15 @@ func (c *client) popInFlight(id MessageID) (*Message, string) {
 		}
 		return nil, "ID not in flight"
 	}
-	c.inFlightCount.Add(-1)
+	left := c.inFlightCount.Add(-1)
 	if ch := c.channel.Load(); ch != nil {
 		ch.inFlightCount.Add(-1)
 	}
-	c.wakeUp()
+	// Only a pump that was full waits for capacity; otherwise it is
+	// delivering or waiting for messages, and a wake would be wasted.
+	if left+1 >= c.rdy.Load() {
+		c.wakeUp()
+	}
 	return m, ""
 }
 

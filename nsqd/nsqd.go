@@ -395,7 +395,9 @@ func (n *NSQD) getTopic(name string, announce bool) (*Topic, error) {
 		n.topicCreated(t)
 		for _, c := range n.lookupChannels(name) {
 			if protocol.IsValidChannelName(c) && !protocol.IsEphemeral(c) {
-				t.GetChannel(c)
+				if _, err := t.GetChannel(c); err != nil {
+					t.log.Error("TOPIC: failed to pre-create channel", "channel", c, "err", err)
+				}
 			}
 		}
 		t.release()
