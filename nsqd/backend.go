@@ -15,17 +15,23 @@ import (
 )
 
 // newBackend opens (or creates) the disk queue of a topic ("name") or a
-// channel ("topic:channel"), in go-diskqueue's file format.
-func (n *NSQD) newBackend(name string) (*diskq.Queue, error) {
+// channel ("topic:channel"), in go-diskqueue's file format. In durable mode
+// the queue's read position is committed by its owner (see journal) and
+// every sync first makes the journal j durable.
+func (n *NSQD) newBackend(name string, j *journal) (*diskq.Queue, error) {
 	o := n.opts
-	q, err := diskq.Open(name, n.dataPath(), diskq.Options{
+	dopts := diskq.Options{
 		MaxBytesPerFile: o.MaxBytesPerFile,
 		MinMsgSize:      messageHeaderLen,
 		MaxMsgSize:      int32(o.MaxMsgSize) + messageHeaderLen,
 		SyncEvery:       o.SyncEvery,
 		SyncTimeout:     o.SyncTimeout,
 		Logger:          n.logger,
-	})
+	}
+	if j != nil {
+		dopts.ExplicitCommit, dopts.SyncDir, dopts.BeforeMetadata = true, true, j.sync
+	}
+	q, err := diskq.Open(name, n.dataPath(), dopts)
 	if err != nil {
 		n.setHealth(err)
 		return nil, fmt.Errorf("open disk queue %q: %w", name, err)
@@ -88,6 +94,21 @@ func (n *NSQD) readBackend(q *diskq.Queue, dst []*Message, max int, log *slog.Lo
 		dst = append(dst, m)
 	}
 	return dst
+}
+
+// openJournal opens the journal of a durable topic or channel; without
+// --durable it returns nil and the messages of a journal a durable run left
+// behind (its file is then removed once the caller has queued them).
+func (n *NSQD) openJournal(name string, log *slog.Logger) (*journal, journalLoad, error) {
+	if n.opts.Durable {
+		j, ld, err := openJournal(n.dataPath(), name, n.opts.MaxMsgSize, log)
+		if err != nil {
+			n.setHealth(err)
+			return nil, journalLoad{}, fmt.Errorf("open journal %q: %w", name, err)
+		}
+		return j, ld, nil
+	}
+	return nil, readJournal(n.dataPath(), name, n.opts.MaxMsgSize, log), nil
 }
 
 // dataPath is --data-path, or the working directory when it is empty.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -31,8 +32,21 @@ type Channel struct {
 	topic     *Topic
 	log       *slog.Logger
 	backend   *diskq.Queue // nil for an ephemeral channel
+	journal   *journal     // durable mode only; nil for an ephemeral channel
 
-	paused atomic.Bool
+	// diskMu makes a durable channel's read from its disk queue, the
+	// journaling of what it read and the commit of the read one step, so a
+	// committed read position never passes a message the journal lacks.
+	diskMu sync.Mutex
+	// recovered, guarded by diskMu, are the IDs of the messages the
+	// journal held or had finished when the channel was opened. A crash can
+	// leave the disk queue's persisted read position before messages that
+	// were since read and journaled; until window more records are read
+	// from the queue, copies of those are recognised and skipped.
+	recovered *recoveredIDs
+
+	paused       atomic.Bool
+	hasRecovered atomic.Bool // recovered is set
 
 	mu       sync.Mutex
 	mem      msgQueue
@@ -61,14 +75,42 @@ func newChannel(t *Topic, name string) (*Channel, error) {
 		clients:   make(map[int64]*client),
 	}
 	if !c.ephemeral {
-		q, err := n.newBackend(t.name + ":" + name)
+		j, ld, err := n.openJournal(c.backendName(), c.log)
 		if err != nil {
 			return nil, err
 		}
-		c.backend = q
+		q, err := n.newBackend(c.backendName(), j)
+		if err != nil {
+			if j != nil {
+				j.close()
+			}
+			return nil, err
+		}
+		c.backend, c.journal = q, j
+		if d := q.Depth(); d > 0 && (len(ld.msgs) > 0 || len(ld.done) > 0) {
+			c.recovered = &recoveredIDs{ids: ld.seen(), window: d}
+			c.hasRecovered.Store(true)
+		}
+		c.restoreJournaled(ld.msgs)
 	}
 	c.e2e = n.newLatencyWindow()
 	return c, nil
+}
+
+// restoreJournaled queues the messages a journal held at startup. Without
+// --durable the journal file is removed once they are queued like any other.
+func (c *Channel) restoreJournaled(msgs []*Message) {
+	if len(msgs) == 0 {
+		return
+	}
+	if _, err := c.enqueue(msgs); err != nil {
+		c.log.Error("CHANNEL: failed to restore journaled messages", "count", len(msgs), "err", err)
+		return
+	}
+	if c.journal == nil {
+		os.Remove(journalFileName(c.nsqd.dataPath(), c.backendName()))
+	}
+	c.log.Info("CHANNEL: restored unfinished and deferred messages from journal", "count", len(msgs))
 }
 
 // ErrExiting is returned for operations on a topic or channel being deleted
@@ -89,10 +131,17 @@ func (c *Channel) put(msgs []*Message) error {
 // consumer if there is one (so --mem-queue-size=0 still delivers, as NSQ's
 // direct hand-over does) and dropped otherwise. It returns how many
 // messages were accepted.
+//
+// In durable mode new messages go to the disk queue and new deferred ones
+// to the journal; journaled messages (requeued, restored) stay in memory,
+// since the journal already holds them. The caller then calls syncDurable.
 func (c *Channel) enqueue(msgs []*Message) (int, error) {
 	var overflow []*Message
 	now := time.Now().UnixNano()
 	memMax := int(c.nsqd.opts.MemQueueSize)
+	if c.journal != nil {
+		memMax = 0
+	}
 	c.mu.Lock()
 	if c.exiting {
 		c.mu.Unlock()
@@ -105,9 +154,12 @@ func (c *Channel) enqueue(msgs []*Message) (int, error) {
 	for _, m := range msgs {
 		switch {
 		case m.deadline > now:
+			if c.journal != nil && !m.journaled {
+				c.journal.put([]*Message{m}, -1)
+			}
 			c.deferred.add(m)
 			c.deferredCount.Add(1)
-		case c.mem.len() < memMax:
+		case m.journaled || c.mem.len() < memMax:
 			c.mem.push(m)
 			added = true
 		default:
@@ -162,9 +214,86 @@ func (c *Channel) take(dst []*Message, max int, cl *client) []*Message {
 	return dst
 }
 
-// readDisk appends up to max messages from the disk queue.
+// syncDurable makes what enqueue wrote durable (durable mode): the disk
+// queue and the journal are fsynced, shared with concurrent publishers.
+func (c *Channel) syncDurable() error {
+	if c.journal == nil {
+		return nil
+	}
+	err := errors.Join(c.backend.Sync(), c.journal.sync())
+	if err != nil {
+		c.nsqd.setHealth(err)
+	}
+	return err
+}
+
+// readDisk appends up to max messages from the disk queue. In durable mode
+// they are journaled (written, not yet fsynced: the disk queue's sync
+// fsyncs the journal before its metadata) before the read is committed.
 func (c *Channel) readDisk(dst []*Message, max int) []*Message {
-	return c.nsqd.readBackend(c.backend, dst, max, c.log)
+	if c.journal == nil && !c.hasRecovered.Load() {
+		return c.nsqd.readBackend(c.backend, dst, max, c.log)
+	}
+	if c.backend == nil || c.backend.Depth() <= 0 {
+		return dst
+	}
+	c.diskMu.Lock()
+	defer c.diskMu.Unlock()
+	n0 := len(dst)
+	dst = c.nsqd.readBackend(c.backend, dst, max, c.log)
+	if c.recovered != nil {
+		dst = append(dst[:n0], c.skipRecoveredLocked(dst[n0:])...)
+	}
+	if c.journal == nil {
+		return dst
+	}
+	dst = append(dst[:n0], c.journal.adopt(dst[n0:])...)
+	if err := c.journal.flush(); err != nil {
+		// Not committed: after a restart the disk queue hands these out
+		// again.
+		c.log.Error("CHANNEL: failed to journal messages read from disk", "err", err)
+		c.nsqd.setHealth(err)
+		return dst
+	}
+	c.backend.Commit()
+	return dst
+}
+
+// recoveredIDs: see Channel.recovered.
+type recoveredIDs struct {
+	ids    map[MessageID]struct{}
+	window int64
+}
+
+// skipRecoveredLocked drops the messages the journal already accounted for
+// at startup. Callers hold diskMu.
+func (c *Channel) skipRecoveredLocked(msgs []*Message) []*Message {
+	r := c.recovered
+	n := 0
+	for _, m := range msgs {
+		_, seen := r.ids[m.ID]
+		r.window--
+		if !seen {
+			msgs[n] = m
+			n++
+		}
+	}
+	if r.window <= 0 {
+		c.recovered = nil
+		c.hasRecovered.Store(false)
+	}
+	if skipped := len(msgs) - n; skipped > 0 {
+		c.log.Info("CHANNEL: skipped disk queue copies of messages the journal accounted for", "count", skipped)
+	}
+	clear(msgs[n:])
+	return msgs[:n]
+}
+
+// finished forgets a message that was FIN'd (or dropped by sampling).
+func (c *Channel) finished(m *Message) {
+	if c.journal != nil && m.journaled {
+		c.journal.done(m.ID)
+	}
 }
 
 // requeue puts messages back after REQ 0, a timeout or a disconnect.
@@ -177,9 +306,15 @@ func (c *Channel) requeue(msgs []*Message) {
 	}
 }
 
-// deferMessage holds a message until now + d (REQ with a timeout).
+// deferMessage holds a message until now + d (REQ with a timeout). In
+// durable mode its journal record gets the new deliver-at time; it reaches
+// the disk with the next flush, and until then a crash only makes it
+// deliverable at once.
 func (c *Channel) deferMessage(m *Message, d time.Duration) {
 	m.deadline = time.Now().Add(d).UnixNano()
+	if c.journal != nil {
+		c.journal.put([]*Message{m}, -1)
+	}
 	if _, err := c.enqueue([]*Message{m}); err != nil && !errors.Is(err, ErrExiting) {
 		c.log.Error("CHANNEL: failed to defer message", "err", err)
 	}
@@ -295,10 +430,14 @@ func (c *Channel) Empty() error {
 	for _, cl := range clients {
 		cl.dropInFlight()
 	}
-	if c.backend != nil {
-		return c.backend.Empty()
+	var err error
+	if c.journal != nil {
+		err = c.journal.reset()
 	}
-	return nil
+	if c.backend != nil {
+		err = errors.Join(err, c.backend.Empty())
+	}
+	return err
 }
 
 // Depth is the number of queued messages (memory and disk), excluding
@@ -341,10 +480,14 @@ func (c *Channel) delete() error {
 	c.deferred = nil
 	c.mu.Unlock()
 	removeDeferredFile(c.nsqd.dataPath(), c.backendName())
-	if c.backend != nil {
-		return c.backend.Delete()
+	var err error
+	if c.journal != nil {
+		err = c.journal.remove()
 	}
-	return nil
+	if c.backend != nil {
+		err = errors.Join(err, c.backend.Delete())
+	}
+	return err
 }
 
 func (c *Channel) backendName() string { return c.topicName + ":" + c.name }
@@ -352,11 +495,12 @@ func (c *Channel) backendName() string { return c.topicName + ":" + c.name }
 // close flushes the memory queue to disk and the deferred heap to its side
 // file, then closes the disk queue. The daemon calls it at shutdown after
 // every client has gone (so their in-flight messages are back in the queue).
+// Journaled messages (durable mode) stay in the journal instead.
 func (c *Channel) close() error {
 	c.mu.Lock()
 	c.exiting = true
-	mem := c.mem.drain()
-	deferred := []*Message(c.deferred)
+	mem := notJournaled(c.mem.drain())
+	deferred := notJournaled(c.deferred)
 	c.deferred = nil
 	c.mu.Unlock()
 	if c.backend == nil {
@@ -369,7 +513,23 @@ func (c *Channel) close() error {
 		c.nsqd.writeBackend(c.backend, mem),
 		writeDeferredFile(c.nsqd.dataPath(), c.backendName(), deferred),
 	)
-	return errors.Join(err, c.backend.Close())
+	err = errors.Join(err, c.backend.Close())
+	if c.journal != nil {
+		err = errors.Join(err, c.journal.close())
+	}
+	return err
+}
+
+// notJournaled filters msgs in place.
+func notJournaled(msgs []*Message) []*Message {
+	n := 0
+	for _, m := range msgs {
+		if !m.journaled {
+			msgs[n] = m
+			n++
+		}
+	}
+	return msgs[:n]
 }
 
 // loadDeferred restores deferred messages saved by a previous shutdown.
@@ -386,6 +546,10 @@ func (c *Channel) loadDeferred() {
 	}
 	if _, err := c.enqueue(msgs); err != nil {
 		c.log.Error("CHANNEL: failed to restore deferred messages", "err", err)
+		return
+	}
+	if err := c.syncDurable(); err != nil {
+		c.log.Error("CHANNEL: failed to journal deferred messages", "err", err)
 		return
 	}
 	removeDeferredFile(c.nsqd.dataPath(), c.backendName())

@@ -367,8 +367,12 @@ func (c *client) deliver(ch *Channel, msgs []*Message) error {
 	timeout := int64(c.msgTimeout)
 	rate := c.sampleRate
 	n := 0
+	var dropped []*Message
 	for _, m := range msgs {
 		if rate > 0 && sample() > rate {
+			if m.journaled {
+				dropped = append(dropped, m)
+			}
 			continue
 		}
 		m.Attempts++
@@ -383,6 +387,9 @@ func (c *client) deliver(ch *Channel, msgs []*Message) error {
 		n++
 	}
 	c.mu.Unlock()
+	for _, m := range dropped {
+		ch.finished(m)
+	}
 	msgs = msgs[:n]
 	if n == 0 {
 		return nil

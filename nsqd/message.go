@@ -23,6 +23,9 @@ type Message struct {
 	Body      []byte
 	Timestamp int64 // publish time, Unix nanoseconds; never changes
 	Attempts  uint16
+	// journaled: the message is live in its channel's or topic's journal
+	// (durable mode) and must be marked done there when finished.
+	journaled bool
 
 	// Delivery state. A message is in at most one place at a time (a queue,
 	// a deferred heap or one client's in-flight list); the owner's mutex

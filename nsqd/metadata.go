@@ -147,6 +147,11 @@ func (n *NSQD) PersistMetadata() error {
 		os.Remove(tmp)
 		return fmt.Errorf("persist metadata: %w", err)
 	}
+	if n.opts.Durable {
+		if err := syncDir(n.dataPath()); err != nil {
+			return fmt.Errorf("persist metadata: %w", err)
+		}
+	}
 	return nil
 }
 

@@ -56,6 +56,9 @@ type NSQD struct {
 	// diskLow is set while free space is below --min-free-disk-bytes.
 	diskLow  atomic.Bool
 	freeDisk func(path string) (uint64, error) // statfs; replaced in tests
+	// loaded is set once nsqd.dat has been loaded: from then on, durable
+	// mode persists creations before they are used.
+	loaded atomic.Bool
 }
 
 // New validates opts, locks the data directory and binds the listeners. It
@@ -123,6 +126,7 @@ func New(opts *Options) (*NSQD, error) {
 	if err := n.PersistMetadata(); err != nil {
 		n.logger.Error("NSQ: failed to persist metadata", "err", err)
 	}
+	n.loaded.Store(true)
 	return n, nil
 }
 
@@ -472,7 +476,7 @@ func (n *NSQD) topicList() []*Topic {
 func (n *NSQD) topicCreated(t *Topic) {
 	n.lookupSend("REGISTER " + t.name)
 	if !t.ephemeral {
-		n.persistSoon()
+		n.persistCreated()
 	}
 }
 
@@ -486,7 +490,21 @@ func (n *NSQD) topicDeleted(t *Topic) {
 func (n *NSQD) channelCreated(t *Topic, c *Channel) {
 	n.lookupSend("REGISTER " + t.name + " " + c.name)
 	if !c.ephemeral && !t.ephemeral {
+		n.persistCreated()
+	}
+}
+
+// persistCreated records a new topic or channel in nsqd.dat: in durable
+// mode before the first message can be acknowledged in it (otherwise a
+// crash could leave its queue unknown to the next start), else soon.
+func (n *NSQD) persistCreated() {
+	if !n.opts.Durable || !n.loaded.Load() {
 		n.persistSoon()
+		return
+	}
+	if err := n.PersistMetadata(); err != nil {
+		n.logger.Error("NSQ: failed to persist metadata", "err", err)
+		n.setHealth(err)
 	}
 }
 
@@ -548,8 +566,14 @@ func (n *NSQD) queueScanLoop(ctx context.Context) {
 
 // syncLoop fsyncs disk queues with unsynced activity older than
 // --sync-timeout (go-diskqueue runs a ticker goroutine per queue for this).
+// In durable mode it also writes the journals' finished records every 50 ms
+// (a crash makes at most those messages come back) and compacts journals.
 func (n *NSQD) syncLoop(ctx context.Context) {
-	ticker := time.NewTicker(max(n.opts.SyncTimeout/4, 50*time.Millisecond))
+	interval := max(n.opts.SyncTimeout/4, 50*time.Millisecond)
+	if n.opts.Durable {
+		interval = 50 * time.Millisecond
+	}
+	ticker := time.NewTicker(interval)
 	defer ticker.Stop()
 	for {
 		select {
@@ -565,14 +589,47 @@ func (n *NSQD) syncLoop(ctx context.Context) {
 					n.setHealth(err)
 				}
 			}
+			if t.journal != nil {
+				n.maintainJournal(t.journal, nil)
+			}
 			for _, c := range t.channelList() {
 				if c.backend != nil {
 					if err := c.backend.MaybeSync(now); err != nil {
 						n.setHealth(err)
 					}
 				}
+				if c.journal != nil {
+					n.maintainJournal(c.journal, c)
+				}
 			}
 		}
+	}
+}
+
+// maintainJournal writes a journal's appended records and compacts it once
+// it has grown well past its live messages. A channel's disk queue read
+// position is made durable first: the finished records compaction drops
+// are what recognises messages read again after a crash.
+func (n *NSQD) maintainJournal(j *journal, c *Channel) {
+	if err := j.flush(); err != nil && !errors.Is(err, ErrExiting) {
+		n.logger.Error("JOURNAL: write failed", "file", j.path, "err", err)
+		n.setHealth(err)
+		return
+	}
+	if !j.needsCompaction() {
+		return
+	}
+	if c != nil {
+		c.diskMu.Lock()
+		defer c.diskMu.Unlock()
+		if err := c.backend.Sync(); err != nil {
+			n.logger.Error("JOURNAL: not compacted, disk queue sync failed", "file", j.path, "err", err)
+			return
+		}
+	}
+	if err := j.compact(); err != nil {
+		n.logger.Error("JOURNAL: compaction failed", "file", j.path, "err", err)
+		n.setHealth(err)
 	}
 }
 

@@ -54,6 +54,12 @@ type Options struct {
 	// MinFreeDiskBytes refuses publishes to disk-backed topics while the
 	// data path's file system has less free space (0 = no limit). Beyond NSQ.
 	MinFreeDiskBytes int64 `flag:"min-free-disk-bytes"`
+	// Durable makes every acknowledged publish to a non-ephemeral topic
+	// survive a crash or power loss: messages go through the disk queues
+	// (--mem-queue-size then applies to ephemeral topics and channels only),
+	// are fsynced before the reply, and in-flight and deferred messages are
+	// journaled. Not in NSQ.
+	Durable bool `flag:"durable"`
 
 	// Queue scanning. NSQ samples channels; we scan every client and channel
 	// with pending timers each QueueScanInterval, so only the interval is used.

@@ -463,9 +463,12 @@ func (c *client) fin(params [][]byte) ([]byte, error) {
 		return nil, protocol.NonFatal("E_FIN_FAILED", fmt.Sprintf("FIN %s failed %s", id[:], why))
 	}
 	c.finishCount.Add(1)
-	if ch := c.channel.Load(); ch != nil && ch.e2e != nil {
-		now := time.Now()
-		ch.e2e.record(now, now.UnixNano()-m.Timestamp)
+	if ch := c.channel.Load(); ch != nil {
+		ch.finished(m)
+		if ch.e2e != nil {
+			now := time.Now()
+			ch.e2e.record(now, now.UnixNano()-m.Timestamp)
+		}
 	}
 	return nil, nil
 }

@@ -3,6 +3,7 @@ package nsqd
 import (
 	"errors"
 	"log/slog"
+	"os"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -27,6 +28,7 @@ type Topic struct {
 	nsqd      *NSQD
 	log       *slog.Logger
 	backend   *diskq.Queue // nil for an ephemeral topic
+	journal   *journal     // durable mode: the deferred backlog; nil for an ephemeral topic
 	guid      *guidFactory
 
 	// mu guards the fields below it. Publishers hold it for reading while
@@ -62,11 +64,28 @@ func newTopic(n *NSQD, name string) (*Topic, error) {
 		exit:      make(chan struct{}),
 	}
 	if !t.ephemeral {
-		q, err := n.newBackend(name)
+		j, ld, err := n.openJournal(name, t.log)
 		if err != nil {
 			return nil, err
 		}
-		t.backend = q
+		q, err := n.newBackend(name, j)
+		if err != nil {
+			if j != nil {
+				j.close()
+			}
+			return nil, err
+		}
+		t.backend, t.journal = q, j
+		if restored := ld.msgs; len(restored) > 0 {
+			for _, m := range restored {
+				m.deadline = max(m.deadline, 1) // stays in the deferred backlog
+			}
+			if err := t.putBacklog(restored); err != nil {
+				t.log.Error("TOPIC: failed to restore journaled messages", "count", len(restored), "err", err)
+			} else if j == nil {
+				os.Remove(journalFileName(n.dataPath(), name))
+			}
+		}
 	}
 	return t, nil
 }
@@ -119,14 +138,49 @@ func (t *Topic) publish(bodies [][]byte, deferred time.Duration) error {
 
 func (t *Topic) put(msgs []*Message) error {
 	t.mu.RLock()
-	defer t.mu.RUnlock()
 	if t.exiting {
+		t.mu.RUnlock()
 		return ErrExiting
 	}
 	if len(t.chans) > 0 && !t.paused && !t.holding {
-		return t.fanOut(msgs)
+		err := t.fanOut(msgs)
+		if t.journal == nil || err != nil {
+			t.mu.RUnlock()
+			return err
+		}
+		chans := append([]*Channel(nil), t.chans...)
+		t.mu.RUnlock()
+		return syncChannels(chans)
 	}
-	return t.putBacklog(msgs)
+	err := t.putBacklog(msgs)
+	t.mu.RUnlock()
+	if err == nil && t.journal != nil {
+		err = t.syncDurable()
+	}
+	return err
+}
+
+// syncChannels makes a durable publish durable in every channel it went to.
+func syncChannels(chans []*Channel) error {
+	var errs []error
+	for _, c := range chans {
+		if err := c.syncDurable(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// syncDurable fsyncs the topic's own disk queue and journal (durable mode).
+func (t *Topic) syncDurable() error {
+	if t.journal == nil {
+		return nil
+	}
+	err := errors.Join(t.backend.Sync(), t.journal.sync())
+	if err != nil {
+		t.nsqd.setHealth(err)
+	}
+	return err
 }
 
 // release ends the hold of a new topic and lets its backlog flow.
@@ -171,10 +225,16 @@ func copyMessages(msgs []*Message) []*Message {
 func (t *Topic) putBacklog(msgs []*Message) error {
 	var overflow []*Message
 	memMax := int(t.nsqd.opts.MemQueueSize)
+	if t.journal != nil {
+		memMax = 0 // durable: through the disk queue
+	}
 	t.backlogMu.Lock()
 	for _, m := range msgs {
 		switch {
 		case m.deadline > 0:
+			if t.journal != nil && !m.journaled {
+				t.journal.put([]*Message{m}, -1)
+			}
 			t.deferred = append(t.deferred, m)
 		case t.backlog.len() < memMax:
 			t.backlog.push(m)
@@ -216,10 +276,32 @@ func (t *Topic) drain() {
 		t.deferred = nil
 		t.backlogMu.Unlock()
 		if len(buf) > 0 {
-			if err := t.fanOut(buf); err != nil {
-				t.log.Error("TOPIC: failed to pass backlog to channels", "err", err)
+			// Journaled messages leave the topic's journal once their
+			// channels have them durably.
+			var done []MessageID
+			for _, m := range buf {
+				if m.journaled {
+					done = append(done, m.ID)
+					m.journaled = false
+				}
+			}
+			err := t.fanOut(buf)
+			chans := t.chans
+			if t.journal != nil {
+				chans = append([]*Channel(nil), t.chans...)
 			}
 			t.mu.RUnlock()
+			if err == nil && t.journal != nil {
+				err = syncChannels(chans)
+			}
+			if err != nil {
+				t.log.Error("TOPIC: failed to pass backlog to channels", "err", err)
+			} else if len(done) > 0 {
+				for _, id := range done {
+					t.journal.done(id)
+				}
+			}
+			clear(buf)
 			continue
 		}
 		t.mu.RUnlock()
@@ -227,7 +309,10 @@ func (t *Topic) drain() {
 		buf = t.nsqd.readBackend(t.backend, buf[:0], 256, t.log)
 		if len(buf) > 0 {
 			if err := t.put(buf); err != nil {
+				// Durable mode: not committed, so a restart reads them again.
 				t.log.Error("TOPIC: failed to pass messages from disk to channels", "err", err)
+			} else if t.journal != nil {
+				t.backend.Commit()
 			}
 			clear(buf)
 			continue
@@ -421,10 +506,14 @@ func (t *Topic) Empty() error {
 	t.backlog.drain()
 	t.deferred = nil
 	t.backlogMu.Unlock()
-	if t.backend != nil {
-		return t.backend.Empty()
+	var err error
+	if t.journal != nil {
+		err = t.journal.reset()
 	}
-	return nil
+	if t.backend != nil {
+		err = errors.Join(err, t.backend.Empty())
+	}
+	return err
 }
 
 // Depth is the number of messages waiting in the topic (memory and disk).
@@ -470,6 +559,9 @@ func (t *Topic) delete() error {
 	t.deferred = nil
 	t.backlogMu.Unlock()
 	removeDeferredFile(t.nsqd.dataPath(), t.name)
+	if t.journal != nil {
+		errs = append(errs, t.journal.remove())
+	}
 	if t.backend != nil {
 		errs = append(errs, t.backend.Delete())
 	}
@@ -485,8 +577,8 @@ func (t *Topic) close() error {
 		errs = append(errs, c.close())
 	}
 	t.backlogMu.Lock()
-	mem := t.backlog.drain()
-	deferred := t.deferred
+	mem := notJournaled(t.backlog.drain())
+	deferred := notJournaled(t.deferred)
 	t.deferred = nil
 	t.backlogMu.Unlock()
 	if t.backend == nil {
@@ -496,6 +588,9 @@ func (t *Topic) close() error {
 		t.nsqd.writeBackend(t.backend, mem),
 		writeDeferredFile(t.nsqd.dataPath(), t.name, deferred),
 		t.backend.Close())
+	if t.journal != nil {
+		errs = append(errs, t.journal.close())
+	}
 	return errors.Join(errs...)
 }
 
@@ -511,7 +606,7 @@ func (t *Topic) loadDeferred() {
 	if len(msgs) == 0 {
 		return
 	}
-	if err := t.put(msgs); err != nil {
+	if err := t.put(msgs); err != nil { // durable mode: journaled and synced
 		t.log.Error("TOPIC: failed to restore deferred messages", "err", err)
 		return
 	}

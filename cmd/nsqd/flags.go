@@ -49,6 +49,7 @@ func nsqdFlagSet(opts *nsqd.Options) *flag.FlagSet {
 	fs.Int64("max-bytes-per-file", opts.MaxBytesPerFile, "size in bytes at which a queue file is rolled")
 	fs.Int64("sync-every", opts.SyncEvery, "fsync a disk queue after this many reads and writes")
 	fs.Duration("sync-timeout", opts.SyncTimeout, "fsync an active disk queue at least this often")
+	fs.Bool("durable", opts.Durable, "fsync every publish to a non-ephemeral topic before answering OK and journal in-flight and deferred messages, so nothing acknowledged is lost on a crash or power loss (not in NSQ)")
 	fs.Int64("min-free-disk-bytes", opts.MinFreeDiskBytes, "refuse publishes to non-ephemeral topics while the data path has less free space than this (0 = no limit; not in NSQ)")
 
 	// Queue scanning.

@@ -48,7 +48,7 @@ func resolve(t *testing.T, config string, args ...string) *nsqd.Options {
 func TestFlagNames(t *testing.T) {
 	want := []string{
 		"auth-http-address", "auth-http-request-method", "broadcast-address",
-		"broadcast-http-port", "broadcast-tcp-port", "config", "data-path", "deflate",
+		"broadcast-http-port", "broadcast-tcp-port", "config", "data-path", "deflate", "durable",
 		"e2e-processing-latency-percentile", "e2e-processing-latency-window-time",
 		"enable-experiment", "http-address", "http-client-connect-timeout",
 		"http-client-request-timeout", "https-address", "log-level", "log-prefix",
@@ -201,6 +201,7 @@ log_level = "warn"
 unknown_key = 1
 snappy = 0
 deflate = 1
+durable = true
 tls_required = "tcp-https"
 tls_min_version = "tls1.2"
 auth_http_addresses = "a:4181,b:4181"
@@ -216,6 +217,7 @@ auth_http_addresses = "a:4181,b:4181"
 	want.LogLevel = nsqlog.Warn
 	want.SnappyEnabled = false // integer booleans: 0 is false, unlike NSQ
 	want.DeflateEnabled = true
+	want.Durable = true
 	want.TLSRequired = nsqd.TLSRequiredExceptHTTP
 	want.TLSMinVersion = tls.VersionTLS12
 	want.AuthHTTPAddresses = []string{"a:4181", "b:4181"}

@@ -61,6 +61,21 @@ type Options struct {
 	SyncTimeout time.Duration
 	// Logger receives the queue's log lines; nil discards them.
 	Logger *slog.Logger
+
+	// ExplicitCommit makes the persisted read position follow Commit
+	// instead of Read: after a crash, reading resumes at the last committed
+	// position, so records read but not committed are read again, and a
+	// fully read file is removed only once committed. nsqd's durable mode
+	// commits a read once the records are safe in its journal.
+	ExplicitCommit bool
+	// BeforeMetadata, if set, runs in every sync after the data files are
+	// fsynced and before the metadata is written; its error fails the sync.
+	// Durable mode makes its journal durable there, before a committed read
+	// position that relies on it.
+	BeforeMetadata func() error
+	// SyncDir fsyncs the directory after the metadata file is replaced, so
+	// that new data files and the rename survive a power loss.
+	SyncDir bool
 }
 
 func (o *Options) validate() error {
@@ -118,6 +133,13 @@ type Queue struct {
 	// readFileNum == writeFileNum && readPos == writePos.
 	readFileNum, readPos   int64
 	writeFileNum, writePos int64
+
+	// With ExplicitCommit: the position persisted as the read position,
+	// the records read since it, and the fully read files waiting for a
+	// commit to be removed.
+	commitFileNum, commitPos int64
+	uncommitted              int64
+	uncommittedFiles         []string
 
 	// readEnd is the size of the read file once it is no longer the write
 	// file (-1: not known yet, stat it when opening). While the reader is on
@@ -177,6 +199,7 @@ func Open(name, dataPath string, o Options) (*Queue, error) {
 	if err := q.checkPositions(); err != nil {
 		return nil, fmt.Errorf("open diskqueue %q: %w", name, err)
 	}
+	q.commitFileNum, q.commitPos = q.readFileNum, q.readPos
 	if q.hasDataLocked() {
 		q.signal()
 	}
@@ -295,6 +318,7 @@ func (q *Queue) Empty() error {
 	q.writeFileNum++
 	q.writePos = 0
 	q.readFileNum, q.readPos, q.readEnd = q.writeFileNum, 0, -1
+	q.commitFileNum, q.commitPos, q.uncommitted, q.uncommittedFiles = q.readFileNum, 0, 0, nil
 	q.knownEnds = nil
 	q.depth.Store(0)
 	q.ops = 0
@@ -305,11 +329,11 @@ func (q *Queue) Empty() error {
 	return nil
 }
 
-// removeAllLocked removes the data files from the read file to the write
-// file and the metadata file.
+// removeAllLocked removes the data files from the read (or committed) file
+// to the write file and the metadata file.
 func (q *Queue) removeAllLocked() error {
 	var errs []error
-	for n := q.readFileNum; n <= q.writeFileNum; n++ {
+	for n := min(q.readFileNum, q.commitFileNum); n <= q.writeFileNum; n++ {
 		if err := os.Remove(q.fileName(n)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			errs = append(errs, err)
 		}

@@ -105,6 +105,10 @@ func (q *Queue) Read(dst [][]byte, max int) ([][]byte, error) {
 	doSync := q.needSync || q.ops >= q.opts.SyncEvery
 	finished := rd.finished
 	rd.finished = nil
+	if q.opts.ExplicitCommit {
+		q.uncommittedFiles = append(q.uncommittedFiles, finished...)
+		finished = nil
+	}
 	q.mu.Unlock()
 
 	for _, fn := range finished {
@@ -119,6 +123,28 @@ func (q *Queue) Read(dst [][]byte, max int) ([][]byte, error) {
 		return dst, fmt.Errorf("read from diskqueue %q: %w", q.name, err)
 	}
 	return dst, nil
+}
+
+// Commit makes everything read so far the persisted read position (with
+// ExplicitCommit; otherwise Read already did). The next sync writes it, and
+// files read to their end are removed now.
+func (q *Queue) Commit() {
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return
+	}
+	if q.commitFileNum != q.readFileNum || q.commitPos != q.readPos {
+		q.needSync = q.needSync || q.ops == 0
+	}
+	q.commitFileNum, q.commitPos = q.readFileNum, q.readPos
+	q.uncommitted = 0
+	files := q.uncommittedFiles
+	q.uncommittedFiles = nil
+	q.mu.Unlock()
+	for _, fn := range files {
+		q.removeFile(fn)
+	}
 }
 
 // readNextLocked takes one step: it reads one record, or moves past a
@@ -219,6 +245,7 @@ func (q *Queue) readRecordLocked(end int64) error {
 	}
 	q.readPos += total
 	q.depth.Add(-1)
+	q.uncommitted++
 	q.ops++
 	return nil
 }

@@ -121,6 +121,10 @@ func (q *Queue) runSyncLocked() {
 	retired, cur := q.retired, q.writeFile
 	q.retired = nil
 	meta := metadata{q.depth.Load(), q.readFileNum, q.readPos, q.writeFileNum, q.writePos}
+	if q.opts.ExplicitCommit {
+		meta.depth += q.uncommitted
+		meta.readFileNum, meta.readPos = q.commitFileNum, q.commitPos
+	}
 	q.ops = 0
 	q.needSync = false
 	q.lastSync = time.Now()
@@ -142,10 +146,16 @@ func (q *Queue) runSyncLocked() {
 	}
 	// Metadata pointing at data that may not be on disk would be worse than
 	// stale metadata, which the tail check at Open handles.
-	if len(errs) == 0 {
-		errs = append(errs, q.persistMetadata(meta))
-	}
 	err := errors.Join(errs...)
+	if err == nil && q.opts.BeforeMetadata != nil {
+		err = q.opts.BeforeMetadata()
+	}
+	if err == nil {
+		err = q.persistMetadata(meta)
+	}
+	if err == nil && q.opts.SyncDir {
+		err = syncDir(q.dataPath)
+	}
 
 	q.mu.Lock()
 	q.syncing = false
@@ -155,6 +165,16 @@ func (q *Queue) runSyncLocked() {
 		q.needSync = true
 	}
 	close(done)
+}
+
+// syncDir fsyncs a directory, making the names created or renamed in it
+// durable.
+func syncDir(path string) error {
+	d, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	return errors.Join(d.Sync(), d.Close())
 }
 
 // metadata is the content of the metadata file.
