@@ -320,7 +320,7 @@ func rbPub(t *testing.T, n *nsqtest.NSQD, topic string, body []byte) (int32, str
 
 // rbExpectPubFailed checks the user-visible state of nsqd while its disk
 // refuses writes: PUB gets the fatal E_PUB_FAILED (asserted by the caller on
-// the first failure), HTTP /pub gets 503 or 500, /ping and /stats report
+// the first failure), HTTP /pub gets 500 PUB_FAILED, /ping and /stats report
 // the error, and in-memory topics still work.
 func rbExpectPubFailed(t *testing.T, n *nsqtest.NSQD, topic, why string) {
 	t.Helper()
@@ -331,11 +331,8 @@ func rbExpectPubFailed(t *testing.T, n *nsqtest.NSQD, topic, why string) {
 	}
 
 	status, body := nsqtest.HTTP(t, http.MethodPost, n.URL("/pub?topic="+topic), rbBody(why+"-http|"))
-	switch status {
-	case http.StatusServiceUnavailable, http.StatusInternalServerError:
-		t.Logf("POST /pub?topic=%s (%s): %d %s (behaviour.md §5: 503 EXITING; the issue: 500)", topic, why, status, strings.TrimSpace(body))
-	default:
-		t.Errorf("POST /pub?topic=%s (%s): %d %q, want 503 (or 500)", topic, why, status, body)
+	if status != http.StatusInternalServerError || strings.TrimSpace(body) != `{"message":"PUB_FAILED"}` {
+		t.Errorf("POST /pub?topic=%s (%s): %d %q, want 500 {\"message\":\"PUB_FAILED\"} (NSQ: 503 EXITING)", topic, why, status, body)
 	}
 
 	status, body = rbPing(t, n.HTTPAddr)

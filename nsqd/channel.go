@@ -220,7 +220,7 @@ func (c *Channel) syncDurable() error {
 	if c.journal == nil {
 		return nil
 	}
-	err := errors.Join(c.backend.Sync(), c.journal.sync())
+	err := errors.Join(c.backend.SyncData(), c.journal.sync())
 	if err != nil {
 		c.nsqd.setHealth(err)
 	}

@@ -36,6 +36,7 @@ var (
 	errHTTPTopicNotFound   = httpapi.Err(http.StatusNotFound, "TOPIC_NOT_FOUND")
 	errHTTPChanNotFound    = httpapi.Err(http.StatusNotFound, "CHANNEL_NOT_FOUND")
 	errHTTPExiting         = httpapi.Err(http.StatusServiceUnavailable, "EXITING")
+	errHTTPPubFailed       = httpapi.Err(http.StatusInternalServerError, "PUB_FAILED")
 	errHTTPMsgEmpty        = httpapi.Err(http.StatusBadRequest, "MSG_EMPTY")
 	errHTTPMsgTooBig       = httpapi.Err(http.StatusRequestEntityTooLarge, "MSG_TOO_BIG")
 	errHTTPBodyTooBig      = httpapi.Err(http.StatusRequestEntityTooLarge, "BODY_TOO_BIG")
@@ -221,10 +222,15 @@ func (s *httpServer) getTopic(q httpapi.Query) (*Topic, error) {
 	return t, nil
 }
 
-// publishError maps a failed topic creation or publish to 503 EXITING: the
-// topic (or nsqd) is exiting, or the disk queue write failed.
+// publishError maps a failed topic creation or publish: 503 EXITING when the
+// topic (or nsqd) is exiting; 500 PUB_FAILED when the disk refused it (a
+// full or read-only disk, --min-free-disk-bytes, a failed durable fsync),
+// where NSQ also answers 503 EXITING although nothing is exiting.
 func publishError(err error) error {
-	return fmt.Errorf("%w: %w", errHTTPExiting, err)
+	if errors.Is(err, ErrExiting) {
+		return fmt.Errorf("%w: %w", errHTTPExiting, err)
+	}
+	return fmt.Errorf("%w: %w", errHTTPPubFailed, err)
 }
 
 func (s *httpServer) pub(req *http.Request, _ httprouter.Params) (string, error) {

@@ -3,6 +3,8 @@ package nsqd
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -201,6 +203,15 @@ func TestMinFreeDiskBytes(t *testing.T) {
 	c.expectClosed()
 	if n.Health() == nil {
 		t.Error("health OK while refusing publishes")
+	}
+	resp, err := http.Post("http://"+n.HTTPAddr().String()+"/pub?topic=disk", "text/plain", strings.NewReader("h"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 500 || string(body) != `{"message":"PUB_FAILED"}` {
+		t.Errorf("POST /pub while disk low: %d %s, want 500 PUB_FAILED", resp.StatusCode, body)
 	}
 	e := dialRaw(t, n)
 	e.send("PUB mem#ephemeral", []byte("c"))

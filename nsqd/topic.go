@@ -176,7 +176,7 @@ func (t *Topic) syncDurable() error {
 	if t.journal == nil {
 		return nil
 	}
-	err := errors.Join(t.backend.Sync(), t.journal.sync())
+	err := errors.Join(t.backend.SyncData(), t.journal.sync())
 	if err != nil {
 		t.nsqd.setHealth(err)
 	}
@@ -306,7 +306,11 @@ func (t *Topic) drain() {
 		}
 		t.mu.RUnlock()
 
-		buf = t.nsqd.readBackend(t.backend, buf[:0], 256, t.log)
+		batch := 256
+		if t.journal != nil {
+			batch = 4096 // each batch costs the channels an fsync
+		}
+		buf = t.nsqd.readBackend(t.backend, buf[:0], batch, t.log)
 		if len(buf) > 0 {
 			if err := t.put(buf); err != nil {
 				// Durable mode: not committed, so a restart reads them again.

@@ -21,8 +21,11 @@
 package diskq
 
 import (
+	"bufio"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -159,6 +162,14 @@ type Queue struct {
 	needSync bool  // a sync is required regardless of ops (roll, file change, failed sync)
 	lastSync time.Time
 
+	// Metadata writes. SyncData syncs skip the metadata unless needSync:
+	// metaOwed says one was skipped since lastMeta; metaWanted that a caller
+	// needs the next sync to write it; newFile that a data file was created
+	// since the directory was last fsynced (SyncDir).
+	metaWanted, metaOwed, newFile bool
+	lastMeta                      time.Time
+	syncWritesMeta                bool // the running sync writes the metadata
+
 	// Group commit: syncStarted and syncFinished count syncs; while syncing,
 	// syncDone is closed when the running one finishes, with result syncErr.
 	syncing      bool
@@ -229,19 +240,74 @@ func (q *Queue) checkPositions() error {
 	case !errors.Is(err, fs.ErrNotExist):
 		return err
 	}
-	if size != q.writePos {
-		// Longer: the metadata is older than the data. Shorter: the data did
+	if size != q.writePos || q.fileExists(q.writeFileNum+1) {
+		// Longer, or followed by a newer file: the metadata is older than
+		// the data (a crash before it was rewritten). Shorter: the data did
 		// not reach the disk. Either way appending at writePos would leave
-		// garbage or a hole, so write a new file and let the reader take the
-		// old one up to its real size.
-		q.log.Warn("DISKQUEUE: metadata write position does not match file size, skipping to new file",
+		// garbage or a hole, so write after the last file and let the reader
+		// take the others up to their real sizes.
+		q.log.Warn("DISKQUEUE: metadata write position does not match the data files, skipping to new file",
 			"file", fn, "write_pos", q.writePos, "size", size)
 		q.writeFileNum++
+		for q.fileExists(q.writeFileNum) {
+			q.writeFileNum++
+		}
 		q.writePos = 0
 		q.needSync = true
+		q.recountLocked()
 	}
 	q.checkTailLocked()
 	return nil
+}
+
+// recountLocked sets the depth by counting the records from the read
+// position to the end of the data, when a crash left the metadata (and its
+// depth) behind the data files. A file counts up to its first invalid
+// record, where the reader stops too.
+func (q *Queue) recountLocked() {
+	var n int64
+	for f := q.readFileNum; f < q.writeFileNum; f++ {
+		pos := int64(0)
+		if f == q.readFileNum {
+			pos = q.readPos
+		}
+		n += q.countRecords(q.fileName(f), pos)
+	}
+	if d := q.depth.Load(); d != n {
+		q.log.Warn("DISKQUEUE: depth recounted from the data files", "depth", d, "records", n)
+		q.depth.Store(n)
+	}
+}
+
+func (q *Queue) countRecords(fn string, pos int64) int64 {
+	f, err := os.Open(fn)
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || st.Size() <= pos {
+		return 0
+	}
+	size := st.Size()
+	r := bufio.NewReaderSize(io.NewSectionReader(f, pos, size-pos), readAheadSize)
+	var hdr [4]byte
+	var count int64
+	for pos+4 <= size {
+		if _, err := io.ReadFull(r, hdr[:]); err != nil {
+			break
+		}
+		l := int64(int32(binary.BigEndian.Uint32(hdr[:])))
+		if l < int64(q.opts.MinMsgSize) || l > int64(q.opts.MaxMsgSize) || pos+4+l > size {
+			break
+		}
+		if _, err := r.Discard(int(l)); err != nil {
+			break
+		}
+		pos += 4 + l
+		count++
+	}
+	return count
 }
 
 // Ready returns a channel with room for one signal, sent whenever a Put adds
@@ -274,6 +340,7 @@ func (q *Queue) Close() error {
 	}
 	q.closed = true // Put and Read now fail, so the final sync covers everything
 	q.log.Info("DISKQUEUE: closing")
+	q.metaWanted = true
 	err := q.syncLocked(true, true)
 	err = errors.Join(err, q.closeFilesLocked())
 	if err != nil {
@@ -383,6 +450,11 @@ func (q *Queue) fileName(n int64) string {
 		num = "000000"[len(num):] + num
 	}
 	return filepath.Join(q.dataPath, q.name+".diskqueue."+num+".dat")
+}
+
+func (q *Queue) fileExists(n int64) bool {
+	_, err := os.Stat(q.fileName(n))
+	return err == nil
 }
 
 func (q *Queue) removeFile(fn string) {

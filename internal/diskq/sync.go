@@ -22,6 +22,27 @@ func (q *Queue) Sync() error {
 	if q.closed {
 		return ErrClosed
 	}
+	q.metaWanted = true
+	// A running sync may skip the metadata (SyncData): then start another.
+	fresh := q.dirtyLocked() || q.metaOwed || (q.syncing && !q.syncWritesMeta)
+	if err := q.syncLocked(fresh, false); err != nil {
+		return fmt.Errorf("sync diskqueue %q: %w", q.name, err)
+	}
+	return nil
+}
+
+// SyncData makes every record Put before the call durable, as Sync does,
+// with one fsync: it leaves the metadata to a later sync unless a roll or a
+// change of files owes it now. A crash then leaves metadata behind the data,
+// which Open handles: records past the recorded write position are still
+// read, and a committed read (ExplicitCommit) may be read again. Durable
+// publishes use it; MaybeSync writes the owed metadata within SyncTimeout.
+func (q *Queue) SyncData() error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return ErrClosed
+	}
 	if err := q.syncLocked(q.dirtyLocked(), false); err != nil {
 		return fmt.Errorf("sync diskqueue %q: %w", q.name, err)
 	}
@@ -40,9 +61,12 @@ func (q *Queue) MaybeSync(now time.Time) error {
 	if q.closed {
 		return ErrClosed
 	}
-	if q.syncing || (!q.needSync && (q.ops == 0 || now.Sub(q.lastSync) < q.opts.SyncTimeout)) {
+	due := q.needSync || (q.ops > 0 && now.Sub(q.lastSync) >= q.opts.SyncTimeout) ||
+		(q.metaOwed && now.Sub(q.lastMeta) >= q.opts.SyncTimeout)
+	if q.syncing || !due {
 		return nil
 	}
+	q.metaWanted = true
 	if err := q.syncLocked(true, false); err != nil {
 		return fmt.Errorf("sync diskqueue %q: %w", q.name, err)
 	}
@@ -57,6 +81,7 @@ func (q *Queue) autoSync() error {
 	if q.closed {
 		return nil // Close synced
 	}
+	q.metaWanted = true
 	return q.syncLocked(q.dirtyLocked(), false)
 }
 
@@ -125,9 +150,18 @@ func (q *Queue) runSyncLocked() {
 		meta.depth += q.uncommitted
 		meta.readFileNum, meta.readPos = q.commitFileNum, q.commitPos
 	}
+	writeMeta := q.metaWanted || q.needSync || len(retired) > 0
+	syncDirNow := q.opts.SyncDir && (writeMeta || q.newFile)
+	q.syncWritesMeta = writeMeta
+	q.newFile = q.newFile && !syncDirNow
 	q.ops = 0
 	q.needSync = false
 	q.lastSync = time.Now()
+	if writeMeta {
+		q.metaWanted, q.metaOwed, q.lastMeta = false, false, q.lastSync
+	} else {
+		q.metaOwed = true
+	}
 	q.mu.Unlock()
 
 	var errs []error
@@ -147,13 +181,13 @@ func (q *Queue) runSyncLocked() {
 	// Metadata pointing at data that may not be on disk would be worse than
 	// stale metadata, which the tail check at Open handles.
 	err := errors.Join(errs...)
-	if err == nil && q.opts.BeforeMetadata != nil {
+	if err == nil && writeMeta && q.opts.BeforeMetadata != nil {
 		err = q.opts.BeforeMetadata()
 	}
-	if err == nil {
+	if err == nil && writeMeta {
 		err = q.persistMetadata(meta)
 	}
-	if err == nil && q.opts.SyncDir {
+	if err == nil && syncDirNow {
 		err = syncDir(q.dataPath)
 	}
 
@@ -163,6 +197,7 @@ func (q *Queue) runSyncLocked() {
 	q.syncErr = err
 	if err != nil {
 		q.needSync = true
+		q.newFile = q.newFile || syncDirNow
 	}
 	close(done)
 }

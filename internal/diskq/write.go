@@ -121,6 +121,7 @@ func (q *Queue) writeSegmentLocked(b []byte) error {
 			return err
 		}
 		q.writeFile = f
+		q.newFile = true
 	}
 	_, err := q.hooks.writeAt(q.writeFile, b, q.writePos)
 	if err != nil {
