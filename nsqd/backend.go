@@ -111,6 +111,20 @@ func (n *NSQD) openJournal(name string, log *slog.Logger) (*journal, journalLoad
 	return nil, readJournal(n.dataPath(), name, n.opts.MaxMsgSize, log), nil
 }
 
+// syncDurable fsyncs what a publish wrote to a durable topic's or channel's
+// disk queue and journal (nothing without a journal: not durable mode).
+// Concurrent callers share the fsyncs.
+func (n *NSQD) syncDurable(q *diskq.Queue, j *journal) error {
+	if j == nil {
+		return nil
+	}
+	err := errors.Join(q.SyncData(), j.sync())
+	if err != nil {
+		n.setHealth(err)
+	}
+	return err
+}
+
 // dataPath is --data-path, or the working directory when it is empty.
 func (n *NSQD) dataPath() string {
 	if n.opts.DataPath != "" {

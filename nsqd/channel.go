@@ -216,16 +216,7 @@ func (c *Channel) take(dst []*Message, max int, cl *client) []*Message {
 
 // syncDurable makes what enqueue wrote durable (durable mode): the disk
 // queue and the journal are fsynced, shared with concurrent publishers.
-func (c *Channel) syncDurable() error {
-	if c.journal == nil {
-		return nil
-	}
-	err := errors.Join(c.backend.SyncData(), c.journal.sync())
-	if err != nil {
-		c.nsqd.setHealth(err)
-	}
-	return err
-}
+func (c *Channel) syncDurable() error { return c.nsqd.syncDurable(c.backend, c.journal) }
 
 // readDisk appends up to max messages from the disk queue. In durable mode
 // they are journaled (written, not yet fsynced: the disk queue's sync
@@ -240,23 +231,29 @@ func (c *Channel) readDisk(dst []*Message, max int) []*Message {
 	c.diskMu.Lock()
 	defer c.diskMu.Unlock()
 	n0 := len(dst)
-	dst = c.nsqd.readBackend(c.backend, dst, max, c.log)
-	if c.recovered != nil {
-		dst = append(dst[:n0], c.skipRecoveredLocked(dst[n0:])...)
+	for try := 0; ; try++ {
+		dst = c.nsqd.readBackend(c.backend, dst, max, c.log)
+		if c.recovered != nil {
+			dst = append(dst[:n0], c.skipRecoveredLocked(dst[n0:])...)
+		}
+		if c.journal != nil {
+			dst = append(dst[:n0], c.journal.adopt(dst[n0:])...)
+			if err := c.journal.flush(); err != nil {
+				// Not committed: after a restart the disk queue hands
+				// these out again.
+				c.log.Error("CHANNEL: failed to journal messages read from disk", "err", err)
+				c.nsqd.setHealth(err)
+				return dst
+			}
+			c.backend.Commit()
+		}
+		// When every record read was a copy to skip (or a damaged file was
+		// skipped), read on: the pump would otherwise wait for a put that
+		// may never come.
+		if len(dst) > n0 || c.backend.Depth() <= 0 || try == 64 {
+			return dst
+		}
 	}
-	if c.journal == nil {
-		return dst
-	}
-	dst = append(dst[:n0], c.journal.adopt(dst[n0:])...)
-	if err := c.journal.flush(); err != nil {
-		// Not committed: after a restart the disk queue hands these out
-		// again.
-		c.log.Error("CHANNEL: failed to journal messages read from disk", "err", err)
-		c.nsqd.setHealth(err)
-		return dst
-	}
-	c.backend.Commit()
-	return dst
 }
 
 // recoveredIDs: see Channel.recovered.

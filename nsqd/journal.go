@@ -144,6 +144,13 @@ func (j *journal) load(maxMsgSize int64) (journalLoad, error) {
 	rest := data[len(journalMagic):]
 	for len(rest) > 0 {
 		op, payload, n, err := parseJournalRecord(rest, maxMsgSize)
+		if errors.Is(err, errJournalTorn) {
+			// The last write was cut short by a crash: expected, and what
+			// it held was never acknowledged as durable.
+			j.log.Warn("JOURNAL: ignoring incomplete last record",
+				"file", j.path, "offset", len(data)-len(rest), "bytes", len(rest))
+			break
+		}
 		if err != nil {
 			j.log.Error("JOURNAL: damaged record, ignoring the rest of the file",
 				"file", j.path, "offset", len(data)-len(rest), "bytes", len(rest), "err", err)
@@ -183,13 +190,18 @@ func (j *journal) load(maxMsgSize int64) (journalLoad, error) {
 	return journalLoad{msgs: msgs, done: done}, nil
 }
 
-var errJournalRecord = errors.New("invalid journal record")
+var (
+	errJournalRecord = errors.New("invalid journal record")
+	// errJournalTorn is a record that ends before its length says: the
+	// file's last write was cut short.
+	errJournalTorn = fmt.Errorf("%w: incomplete", errJournalRecord)
+)
 
 // parseJournalRecord checks the record at the start of b and returns its op,
 // payload and length.
 func parseJournalRecord(b []byte, maxMsgSize int64) (op byte, payload []byte, n int, err error) {
 	if len(b) < journalHeader {
-		return 0, nil, 0, fmt.Errorf("%w: %d bytes, too few for a header", errJournalRecord, len(b))
+		return 0, nil, 0, fmt.Errorf("%w: %d bytes, too few for a header", errJournalTorn, len(b))
 	}
 	op = b[0]
 	size := int64(binary.BigEndian.Uint32(b[1:5]))
@@ -203,7 +215,7 @@ func parseJournalRecord(b []byte, maxMsgSize int64) (op byte, payload []byte, n 
 	}
 	n = journalHeader + int(size) + journalCRC
 	if len(b) < n {
-		return 0, nil, 0, fmt.Errorf("%w: %d of %d bytes", errJournalRecord, len(b), n)
+		return 0, nil, 0, fmt.Errorf("%w: %d of %d bytes", errJournalTorn, len(b), n)
 	}
 	if got, want := crc32.Checksum(b[:n-journalCRC], crcTable), binary.BigEndian.Uint32(b[n-journalCRC:n]); got != want {
 		return 0, nil, 0, fmt.Errorf("%w: checksum %08x, want %08x", errJournalRecord, got, want)

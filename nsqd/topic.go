@@ -172,16 +172,7 @@ func syncChannels(chans []*Channel) error {
 }
 
 // syncDurable fsyncs the topic's own disk queue and journal (durable mode).
-func (t *Topic) syncDurable() error {
-	if t.journal == nil {
-		return nil
-	}
-	err := errors.Join(t.backend.SyncData(), t.journal.sync())
-	if err != nil {
-		t.nsqd.setHealth(err)
-	}
-	return err
-}
+func (t *Topic) syncDurable() error { return t.nsqd.syncDurable(t.backend, t.journal) }
 
 // release ends the hold of a new topic and lets its backlog flow.
 func (t *Topic) release() {

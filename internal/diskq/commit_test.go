@@ -33,8 +33,14 @@ func TestExplicitCommit(t *testing.T) {
 	}
 
 	q.Commit()
+	if _, err := os.Stat(dataFile(dir, "q", 0)); err != nil {
+		t.Errorf("file 0 removed before the metadata had the commit: %v", err)
+	}
+	if err := q.Sync(); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := os.Stat(dataFile(dir, "q", 0)); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("file 0 not removed once committed: %v", err)
+		t.Errorf("file 0 not removed once the commit was persisted: %v", err)
 	}
 	readN(t, q, 1) // read but never committed
 	if got := q.Depth(); got != 2 {

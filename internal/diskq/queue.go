@@ -143,6 +143,7 @@ type Queue struct {
 	commitFileNum, commitPos int64
 	uncommitted              int64
 	uncommittedFiles         []string
+	committedFiles           []string // removed once the metadata has the commit
 
 	// readEnd is the size of the read file once it is no longer the write
 	// file (-1: not known yet, stat it when opening). While the reader is on
@@ -400,6 +401,10 @@ func (q *Queue) Empty() error {
 // to the write file and the metadata file.
 func (q *Queue) removeAllLocked() error {
 	var errs []error
+	for _, fn := range q.committedFiles {
+		q.removeFile(fn)
+	}
+	q.committedFiles = nil
 	for n := min(q.readFileNum, q.commitFileNum); n <= q.writeFileNum; n++ {
 		if err := os.Remove(q.fileName(n)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			errs = append(errs, err)

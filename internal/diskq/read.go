@@ -126,8 +126,8 @@ func (q *Queue) Read(dst [][]byte, max int) ([][]byte, error) {
 }
 
 // Commit makes everything read so far the persisted read position (with
-// ExplicitCommit; otherwise Read already did). The next sync writes it, and
-// files read to their end are removed now.
+// ExplicitCommit; otherwise Read already did). The next sync that writes the
+// metadata persists it and then removes the files read to their end.
 func (q *Queue) Commit() {
 	q.mu.Lock()
 	if q.closed {
@@ -139,12 +139,9 @@ func (q *Queue) Commit() {
 	}
 	q.commitFileNum, q.commitPos = q.readFileNum, q.readPos
 	q.uncommitted = 0
-	files := q.uncommittedFiles
+	q.committedFiles = append(q.committedFiles, q.uncommittedFiles...)
 	q.uncommittedFiles = nil
 	q.mu.Unlock()
-	for _, fn := range files {
-		q.removeFile(fn)
-	}
 }
 
 // readNextLocked takes one step: it reads one record, or moves past a

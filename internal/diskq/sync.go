@@ -157,8 +157,10 @@ func (q *Queue) runSyncLocked() {
 	q.ops = 0
 	q.needSync = false
 	q.lastSync = time.Now()
+	var finished []string
 	if writeMeta {
 		q.metaWanted, q.metaOwed, q.lastMeta = false, false, q.lastSync
+		finished, q.committedFiles = q.committedFiles, nil
 	} else {
 		q.metaOwed = true
 	}
@@ -190,6 +192,12 @@ func (q *Queue) runSyncLocked() {
 	if err == nil && syncDirNow {
 		err = syncDir(q.dataPath)
 	}
+	if err == nil {
+		for _, fn := range finished {
+			q.removeFile(fn)
+		}
+		finished = nil
+	}
 
 	q.mu.Lock()
 	q.syncing = false
@@ -198,6 +206,7 @@ func (q *Queue) runSyncLocked() {
 	if err != nil {
 		q.needSync = true
 		q.newFile = q.newFile || syncDirNow
+		q.committedFiles = append(finished, q.committedFiles...)
 	}
 	close(done)
 }
