@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -253,20 +254,20 @@ func appendDoneRecord(b []byte, id MessageID) []byte {
 func (j *journal) put(msgs []*Message, at int64) {
 	j.mu.Lock()
 	for _, m := range msgs {
-		j.putLocked(m, at)
+		j.putLocked(m, at, m.Attempts)
 	}
 	j.mu.Unlock()
 }
 
-func (j *journal) putLocked(m *Message, at int64) {
+func (j *journal) putLocked(m *Message, at int64, attempts uint16) {
 	if at < 0 {
 		at = m.deadline
 	}
 	if _, ok := j.live[m.ID]; !ok {
 		j.liveBytes += putRecordSize(m)
 	}
-	j.live[m.ID] = journalEntry{m: m, at: at, attempts: m.Attempts}
-	j.buf = appendPutRecord(j.buf, m, at, m.Attempts)
+	j.live[m.ID] = journalEntry{m: m, at: at, attempts: attempts}
+	j.buf = appendPutRecord(j.buf, m, at, attempts)
 	m.journaled = true
 }
 
@@ -292,7 +293,9 @@ func (j *journal) adopt(msgs []*Message) []*Message {
 		if _, held := j.live[m.ID]; held {
 			continue
 		}
-		j.putLocked(m, 0)
+		// Recorded with the delivery that follows counted, so that one
+		// delivered before a crash counts it after the restart.
+		j.putLocked(m, 0, min(m.Attempts+1, math.MaxUint16))
 		msgs[n] = m
 		n++
 	}

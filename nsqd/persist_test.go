@@ -39,10 +39,14 @@ func runNSQD(t *testing.T, o *Options) (n *NSQD, stop func()) {
 }
 
 func TestShutdownPersistsQueuedInFlightAndDeferred(t *testing.T) {
-	for _, memQueue := range []int64{0, 10000} {
-		t.Run(fmt.Sprintf("mem-queue-size=%d", memQueue), func(t *testing.T) {
+	for _, mode := range []struct {
+		memQueue int64
+		durable  bool
+	}{{0, false}, {10000, false}, {10000, true}} {
+		memQueue := mode.memQueue
+		t.Run(fmt.Sprintf("mem-queue-size=%d/durable=%v", memQueue, mode.durable), func(t *testing.T) {
 			o := testOptions(t)
-			o.MemQueueSize = memQueue
+			o.MemQueueSize, o.Durable = memQueue, mode.durable
 			n, stop := runNSQD(t, o)
 
 			topic, _ := n.GetTopic("p")
@@ -72,12 +76,13 @@ func TestShutdownPersistsQueuedInFlightAndDeferred(t *testing.T) {
 				t.Fatal(err)
 			}
 			stop()
-			if _, err := os.Stat(filepath.Join(o.DataPath, "p:c.diskqueue.deferred.dat")); err != nil {
-				t.Errorf("deferred side file: %v", err)
+			// Durable mode keeps deferred messages in the journal instead.
+			if _, err := os.Stat(filepath.Join(o.DataPath, "p:c.diskqueue.deferred.dat")); (err == nil) == mode.durable {
+				t.Errorf("deferred side file: %v (durable %v)", err, mode.durable)
 			}
 
 			o2 := testOptions(t)
-			o2.DataPath, o2.MemQueueSize = o.DataPath, memQueue
+			o2.DataPath, o2.MemQueueSize, o2.Durable = o.DataPath, memQueue, mode.durable
 			n2, _ := runNSQD(t, o2)
 			st := n2.Stats("p", "", false)
 			if len(st.Topics) != 1 || len(st.Topics[0].Channels) != 1 {
