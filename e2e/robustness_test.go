@@ -499,8 +499,13 @@ func rbExpectRecovered(t *testing.T, n *nsqtest.NSQD, topic, why string) []strin
 // /ping NOK, in-memory topics keep working, nothing acknowledged is lost, and
 // everything works again once space returns.
 func TestRobustDiskFull(t *testing.T) {
+	t.Run("mem-queue-size=0", func(t *testing.T) { testRobustDiskFull(t, "--mem-queue-size=0") })
+	t.Run("durable", func(t *testing.T) { testRobustDiskFull(t, "--durable") })
+}
+
+func testRobustDiskFull(t *testing.T, mode string) {
 	dir := rbTmpfs(t, "8m")
-	n := nsqtest.StartNSQD(t, "--data-path="+dir, "--mem-queue-size=0")
+	n := nsqtest.StartNSQD(t, "--data-path="+dir, mode)
 	filler := filepath.Join(dir, "filler")
 	// Runs before nsqd is stopped, so that it can shut down cleanly even if
 	// the test fails while the disk is full.

@@ -100,17 +100,16 @@ func newChannel(t *Topic, name string) (*Channel, error) {
 // restoreJournaled queues the messages a journal held at startup. Without
 // --durable the journal file is removed once they are queued like any other.
 func (c *Channel) restoreJournaled(msgs []*Message) {
-	if len(msgs) == 0 {
-		return
-	}
-	if _, err := c.enqueue(msgs); err != nil {
-		c.log.Error("CHANNEL: failed to restore journaled messages", "count", len(msgs), "err", err)
-		return
+	if len(msgs) > 0 {
+		if _, err := c.enqueue(msgs); err != nil {
+			c.log.Error("CHANNEL: failed to restore journaled messages", "count", len(msgs), "err", err)
+			return
+		}
+		c.log.Info("CHANNEL: restored unfinished and deferred messages from journal", "count", len(msgs))
 	}
 	if c.journal == nil {
 		os.Remove(journalFileName(c.nsqd.dataPath(), c.backendName()))
 	}
-	c.log.Info("CHANNEL: restored unfinished and deferred messages from journal", "count", len(msgs))
 }
 
 // ErrExiting is returned for operations on a topic or channel being deleted
@@ -219,8 +218,8 @@ func (c *Channel) take(dst []*Message, max int, cl *client) []*Message {
 func (c *Channel) syncDurable() error { return c.nsqd.syncDurable(c.backend, c.journal) }
 
 // readDisk appends up to max messages from the disk queue. In durable mode
-// they are journaled (written, not yet fsynced: the disk queue's sync
-// fsyncs the journal before its metadata) before the read is committed.
+// they become live in the journal, and flushJournal commits the read once
+// their records are written.
 func (c *Channel) readDisk(dst []*Message, max int) []*Message {
 	if c.journal == nil && !c.hasRecovered.Load() {
 		return c.nsqd.readBackend(c.backend, dst, max, c.log)
@@ -231,29 +230,43 @@ func (c *Channel) readDisk(dst []*Message, max int) []*Message {
 	c.diskMu.Lock()
 	defer c.diskMu.Unlock()
 	n0 := len(dst)
-	for try := 0; ; try++ {
+	for empty := 0; ; {
 		dst = c.nsqd.readBackend(c.backend, dst, max, c.log)
+		if len(dst) == n0 {
+			empty++ // a damaged file skipped, or a read error
+		}
 		if c.recovered != nil {
 			dst = append(dst[:n0], c.skipRecoveredLocked(dst[n0:])...)
 		}
 		if c.journal != nil {
+			// Committed by the next flushJournal.
 			dst = append(dst[:n0], c.journal.adopt(dst[n0:])...)
-			if err := c.journal.flush(); err != nil {
-				// Not committed: after a restart the disk queue hands
-				// these out again.
-				c.log.Error("CHANNEL: failed to journal messages read from disk", "err", err)
-				c.nsqd.setHealth(err)
-				return dst
-			}
-			c.backend.Commit()
 		}
 		// When every record read was a copy to skip (or a damaged file was
 		// skipped), read on: the pump would otherwise wait for a put that
 		// may never come.
-		if len(dst) > n0 || c.backend.Depth() <= 0 || try == 64 {
+		if len(dst) > n0 || c.backend.Depth() <= 0 || empty == 8 {
 			return dst
 		}
 	}
+}
+
+// flushJournal writes the journal (durable mode) and commits the disk
+// queue's reads it now covers: every message read so far is finished or
+// written in the journal. The records reach the disk before the commit
+// does: the disk queue's sync fsyncs the journal before its metadata.
+func (c *Channel) flushJournal() error {
+	c.diskMu.Lock()
+	defer c.diskMu.Unlock()
+	return c.flushJournalLocked()
+}
+
+func (c *Channel) flushJournalLocked() error {
+	if err := c.journal.flush(); err != nil {
+		return err
+	}
+	c.backend.Commit()
+	return nil
 }
 
 // recoveredIDs: see Channel.recovered.
@@ -510,6 +523,9 @@ func (c *Channel) close() error {
 		c.nsqd.writeBackend(c.backend, mem),
 		writeDeferredFile(c.nsqd.dataPath(), c.backendName(), deferred),
 	)
+	if c.journal != nil {
+		err = errors.Join(err, c.flushJournal())
+	}
 	err = errors.Join(err, c.backend.Close())
 	if c.journal != nil {
 		err = errors.Join(err, c.journal.close())

@@ -66,7 +66,7 @@ func journalsWritten(t *testing.T, n *NSQD) {
 					continue
 				}
 				j.mu.Lock()
-				pending := len(j.buf)
+				pending := len(j.buf) + len(j.pending)
 				j.mu.Unlock()
 				if pending > 0 {
 					return false

@@ -47,6 +47,10 @@ type journal struct {
 	live      map[MessageID]journalEntry
 	liveBytes int64 // size of the put records of the live messages
 	closed    bool
+	// pending are messages adopted from the disk queue since the last
+	// flush, not yet written: most are finished before it, and then cost
+	// only a done record instead of a put with their body and a done.
+	pending []MessageID
 
 	// Group commit, as in internal/diskq: concurrent callers of sync share
 	// one fsync.
@@ -59,11 +63,13 @@ type journal struct {
 }
 
 // journalEntry is a live message: its current put record's deliver-at and
-// attempts (the message's own fields belong to whoever holds it).
+// attempts (the message's own fields belong to whoever holds it), and
+// whether that record is written (or in buf).
 type journalEntry struct {
 	m        *Message
 	at       int64
 	attempts uint16
+	written  bool
 }
 
 const (
@@ -74,7 +80,7 @@ const (
 	journalCRC    = 4
 	// journalCompactMin is the file size below which a journal is never
 	// rewritten.
-	journalCompactMin = 4 << 20
+	journalCompactMin = 1 << 20
 )
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
@@ -169,7 +175,7 @@ func (j *journal) load(maxMsgSize int64) (journalLoad, error) {
 			if _, ok := j.live[m.ID]; !ok {
 				order = append(order, m.ID)
 			}
-			j.live[m.ID] = journalEntry{m: m, at: at, attempts: m.Attempts}
+			j.live[m.ID] = journalEntry{m: m, at: at, attempts: m.Attempts, written: true}
 			delete(done, m.ID)
 		case journalDone:
 			id := MessageID(payload)
@@ -266,7 +272,7 @@ func (j *journal) putLocked(m *Message, at int64, attempts uint16) {
 	if _, ok := j.live[m.ID]; !ok {
 		j.liveBytes += putRecordSize(m)
 	}
-	j.live[m.ID] = journalEntry{m: m, at: at, attempts: attempts}
+	j.live[m.ID] = journalEntry{m: m, at: at, attempts: attempts, written: true}
 	j.buf = appendPutRecord(j.buf, m, at, attempts)
 	m.journaled = true
 }
@@ -277,14 +283,18 @@ func (j *journal) done(id MessageID) {
 	if e, ok := j.live[id]; ok {
 		delete(j.live, id)
 		j.liveBytes -= putRecordSize(e.m)
-		j.buf = appendDoneRecord(j.buf, id)
+		if e.written {
+			j.buf = appendDoneRecord(j.buf, id)
+		}
 	}
 	j.mu.Unlock()
 }
 
 // adopt takes messages just read from the channel's disk queue: it skips
 // those the journal already holds (a copy left in the queue by a crash)
-// and puts the rest. It returns msgs without the skipped.
+// and makes the rest live. Their records wait for the next flush: until
+// then the channel does not commit the read, so a crash makes the disk
+// queue hand them out again. It returns msgs without the skipped.
 func (j *journal) adopt(msgs []*Message) []*Message {
 	j.mu.Lock()
 	defer j.mu.Unlock()
@@ -293,9 +303,12 @@ func (j *journal) adopt(msgs []*Message) []*Message {
 		if _, held := j.live[m.ID]; held {
 			continue
 		}
-		// Recorded with the delivery that follows counted, so that one
-		// delivered before a crash counts it after the restart.
-		j.putLocked(m, 0, min(m.Attempts+1, math.MaxUint16))
+		// Attempts count the delivery that follows, so that one delivered
+		// before a crash counts after the restart.
+		j.live[m.ID] = journalEntry{m: m, attempts: min(m.Attempts+1, math.MaxUint16)}
+		j.liveBytes += putRecordSize(m)
+		j.pending = append(j.pending, m.ID)
+		m.journaled = true
 		msgs[n] = m
 		n++
 	}
@@ -303,10 +316,31 @@ func (j *journal) adopt(msgs []*Message) []*Message {
 	return msgs[:n]
 }
 
-// flush writes the appended records to the file (not fsynced).
+// flush writes the records of the adopted messages still live and
+// everything appended to the file (not fsynced). Once it succeeds, what
+// was adopted before is finished or in the file.
 func (j *journal) flush() error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	for _, id := range j.pending {
+		e, ok := j.live[id]
+		switch {
+		case !ok:
+			// Finished before it was written: a done record (25 bytes)
+			// lets a restart recognise a copy the disk queue hands out
+			// again because its metadata had not caught up.
+			j.buf = appendDoneRecord(j.buf, id)
+		case !e.written:
+			j.buf = appendPutRecord(j.buf, e.m, e.at, e.attempts)
+			e.written = true
+			j.live[id] = e
+		}
+	}
+	clear(j.pending)
+	j.pending = j.pending[:0]
+	if cap(j.pending) > 1<<16 {
+		j.pending = nil
+	}
 	return j.writeLocked()
 }
 
@@ -414,8 +448,12 @@ func (j *journal) rewriteLocked() error {
 	}
 	buf := make([]byte, 0, len(journalMagic)+int(j.liveBytes))
 	buf = append(buf, journalMagic...)
-	for _, e := range j.live {
+	for id, e := range j.live {
 		buf = appendPutRecord(buf, e.m, e.at, e.attempts)
+		if !e.written {
+			e.written = true
+			j.live[id] = e
+		}
 	}
 	tmp := fmt.Sprintf("%s.%d.tmp", j.path, rand.Int())
 	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
@@ -441,6 +479,8 @@ func (j *journal) rewriteLocked() error {
 		j.f.Close()
 	}
 	j.f, j.size, j.buf, j.unsynced = f, int64(len(buf)), j.buf[:0], false
+	clear(j.pending)
+	j.pending = j.pending[:0]
 	return nil
 }
 

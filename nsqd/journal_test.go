@@ -170,3 +170,33 @@ func FuzzJournalRecord(f *testing.F) {
 		}
 	})
 }
+
+// TestJournalAdopt checks messages adopted from the disk queue cost no
+// record until the flush, which writes a put for those still live and a
+// done for those finished meanwhile.
+func TestJournalAdopt(t *testing.T) {
+	dir := t.TempDir()
+	j, _ := openTestJournal(t, dir)
+	ms := []*Message{journalMessage(0), journalMessage(1), journalMessage(2)}
+	if got := j.adopt(ms); len(got) != 3 {
+		t.Fatalf("adopt kept %d of 3", len(got))
+	}
+	if again := j.adopt([]*Message{journalMessage(1)}); len(again) != 0 {
+		t.Errorf("a copy of a live message was adopted again")
+	}
+	j.done(ms[0].ID)
+	if len(j.buf) != 0 {
+		t.Errorf("%d bytes appended before the flush", len(j.buf))
+	}
+	if err := j.flush(); err != nil {
+		t.Fatal(err)
+	}
+	j.close()
+	_, ld := openTestJournal(t, dir)
+	if got := fmt.Sprint(liveBodies(ld)); got != "[body-1@0/2 body-2@0/2]" {
+		t.Errorf("live = %s, want messages 1 and 2 with the adopted delivery counted", got)
+	}
+	if _, ok := ld.done[ms[0].ID]; !ok {
+		t.Errorf("message finished before the flush has no done record: %v", ld.done)
+	}
+}

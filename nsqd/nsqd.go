@@ -606,22 +606,31 @@ func (n *NSQD) syncLoop(ctx context.Context) {
 	}
 }
 
-// maintainJournal writes a journal's appended records and compacts it once
-// it has grown well past its live messages. A channel's disk queue read
-// position is made durable first: the finished records compaction drops
-// are what recognises messages read again after a crash.
+// maintainJournal writes a journal's records (for a channel, committing its
+// disk queue's reads they cover) and compacts it once it has grown well
+// past its live messages. A channel's disk queue read position is made
+// durable first: the finished records compaction drops are what recognises
+// messages read again after a crash.
 func (n *NSQD) maintainJournal(j *journal, c *Channel) {
-	if err := j.flush(); err != nil && !errors.Is(err, ErrExiting) {
-		n.logger.Error("JOURNAL: write failed", "file", j.path, "err", err)
-		n.setHealth(err)
+	var err error
+	if c != nil {
+		c.diskMu.Lock()
+		defer c.diskMu.Unlock()
+		err = c.flushJournalLocked()
+	} else {
+		err = j.flush()
+	}
+	if err != nil {
+		if !errors.Is(err, ErrExiting) {
+			n.logger.Error("JOURNAL: write failed", "file", j.path, "err", err)
+			n.setHealth(err)
+		}
 		return
 	}
 	if !j.needsCompaction() {
 		return
 	}
 	if c != nil {
-		c.diskMu.Lock()
-		defer c.diskMu.Unlock()
 		if err := c.backend.Sync(); err != nil {
 			n.logger.Error("JOURNAL: not compacted, disk queue sync failed", "file", j.path, "err", err)
 			return

@@ -76,15 +76,14 @@ func newTopic(n *NSQD, name string) (*Topic, error) {
 			return nil, err
 		}
 		t.backend, t.journal = q, j
-		if restored := ld.msgs; len(restored) > 0 {
-			for _, m := range restored {
-				m.deadline = max(m.deadline, 1) // stays in the deferred backlog
-			}
-			if err := t.putBacklog(restored); err != nil {
-				t.log.Error("TOPIC: failed to restore journaled messages", "count", len(restored), "err", err)
-			} else if j == nil {
-				os.Remove(journalFileName(n.dataPath(), name))
-			}
+		restored := ld.msgs
+		for _, m := range restored {
+			m.deadline = max(m.deadline, 1) // stays in the deferred backlog
+		}
+		if err := t.putBacklog(restored); err != nil {
+			t.log.Error("TOPIC: failed to restore journaled messages", "count", len(restored), "err", err)
+		} else if j == nil {
+			os.Remove(journalFileName(n.dataPath(), name))
 		}
 	}
 	return t, nil
