@@ -221,3 +221,21 @@ func TestDurableJournalReadByDefaultMode(t *testing.T) {
 		t.Errorf("journal left after a default-mode start: %v", err)
 	}
 }
+
+// TestDurableTopicBacklogSurvivesCrash: messages acknowledged while a topic
+// has no channel are on disk, and reach a channel created after the crash.
+func TestDurableTopicBacklogSurvivesCrash(t *testing.T) {
+	o := durableOptions(t, "")
+	n, _ := runNSQD(t, o)
+	pub := dialRaw(t, n)
+	pub.write(cmd("MPUB nochan", mpubBody("a", "b", "c")))
+	pub.expect(0, "OK")
+	pub.send("PUB nochan", []byte("d"))
+	pub.expect(0, "OK")
+	crashed := snapshotDir(t, o.DataPath)
+
+	n2, _ := runNSQD(t, durableOptions(t, crashed))
+	if got := consumeAll(t, n2, "nochan", "late", 100, 4); !slices.Equal(got, []string{"a", "b", "c", "d"}) {
+		t.Errorf("delivered %v, want a b c d", got)
+	}
+}
