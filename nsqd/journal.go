@@ -12,6 +12,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+
+	"github.com/nsqclone/nsq/internal/diskq"
 )
 
 // A journal is what durable mode (--durable) keeps on disk besides a disk
@@ -468,7 +470,7 @@ func (j *journal) rewriteLocked() error {
 		err = os.Rename(tmp, j.path)
 	}
 	if err == nil {
-		err = syncDir(filepath.Dir(j.path))
+		err = diskq.SyncDir(filepath.Dir(j.path))
 	}
 	if err != nil {
 		f.Close()
@@ -544,12 +546,4 @@ func readJournal(dataPath, name string, maxMsgSize int64, log *slog.Logger) jour
 		m.journaled = false
 	}
 	return ld
-}
-
-func syncDir(path string) error {
-	d, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	return errors.Join(d.Sync(), d.Close())
 }

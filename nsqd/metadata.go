@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/nsqclone/nsq/internal/diskq"
 	"github.com/nsqclone/nsq/internal/protocol"
 	"github.com/nsqclone/nsq/internal/version"
 )
@@ -148,7 +149,7 @@ func (n *NSQD) PersistMetadata() error {
 		return fmt.Errorf("persist metadata: %w", err)
 	}
 	if n.opts.Durable {
-		if err := syncDir(n.dataPath()); err != nil {
+		if err := diskq.SyncDir(n.dataPath()); err != nil {
 			return fmt.Errorf("persist metadata: %w", err)
 		}
 	}

@@ -190,7 +190,7 @@ func (q *Queue) runSyncLocked() {
 		err = q.persistMetadata(meta)
 	}
 	if err == nil && syncDirNow {
-		err = syncDir(q.dataPath)
+		err = SyncDir(q.dataPath)
 	}
 	if err == nil {
 		for _, fn := range finished {
@@ -211,9 +211,9 @@ func (q *Queue) runSyncLocked() {
 	close(done)
 }
 
-// syncDir fsyncs a directory, making the names created or renamed in it
+// SyncDir fsyncs a directory, making the names created or renamed in it
 // durable.
-func syncDir(path string) error {
+func SyncDir(path string) error {
 	d, err := os.Open(path)
 	if err != nil {
 		return err
