@@ -100,15 +100,22 @@ func (n *NSQD) readBackend(q *diskq.Queue, dst []*Message, max int, log *slog.Lo
 // --durable it returns nil and the messages of a journal a durable run left
 // behind (its file is then removed once the caller has queued them).
 func (n *NSQD) openJournal(name string, log *slog.Logger) (*journal, journalLoad, error) {
+	var j *journal
+	var ld journalLoad
 	if n.opts.Durable {
-		j, ld, err := openJournal(n.dataPath(), name, n.opts.MaxMsgSize, log)
+		var err error
+		j, ld, err = openJournal(n.dataPath(), name, n.opts.MaxMsgSize, log)
 		if err != nil {
 			n.setHealth(err)
 			return nil, journalLoad{}, fmt.Errorf("open journal %q: %w", name, err)
 		}
-		return j, ld, nil
+	} else {
+		ld = readJournal(n.dataPath(), name, n.opts.MaxMsgSize, log)
 	}
-	return nil, readJournal(n.dataPath(), name, n.opts.MaxMsgSize, log), nil
+	if ld.damaged != nil {
+		n.setHealth(ld.damaged)
+	}
+	return j, ld, nil
 }
 
 // syncDurable fsyncs what a publish wrote to a durable topic's or channel's

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 )
@@ -237,5 +238,38 @@ func TestDurableTopicBacklogSurvivesCrash(t *testing.T) {
 	n2, _ := runNSQD(t, durableOptions(t, crashed))
 	if got := consumeAll(t, n2, "nochan", "late", 100, 4); !slices.Equal(got, []string{"a", "b", "c", "d"}) {
 		t.Errorf("delivered %v, want a b c d", got)
+	}
+}
+
+// TestDurableDamagedJournal: a journal damaged in the middle (not a torn
+// last record) keeps the records before the damage, and nsqd reports it as
+// health.
+func TestDurableDamagedJournal(t *testing.T) {
+	o := durableOptions(t, "")
+	n, _ := runNSQD(t, o)
+	pub := dialRaw(t, n)
+	pub.send("DPUB dj 3600000", []byte("one"))
+	pub.expect(0, "OK")
+	pub.send("DPUB dj 3600000", []byte("two"))
+	pub.expect(0, "OK")
+	crashed := snapshotDir(t, o.DataPath)
+	fn := journalFileName(crashed, "dj")
+	b, err := os.ReadFile(fn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Flip a byte inside the second record's body, then add a third record
+	// after it: damage, not a torn tail.
+	b[len(b)-6] ^= 0xff
+	b = append(b, b[len(journalMagic):]...)
+	os.WriteFile(fn, b, 0o600)
+
+	n2, _ := runNSQD(t, durableOptions(t, crashed))
+	if n2.Health() == nil || !strings.Contains(n2.Health().Error(), fn) {
+		t.Errorf("health = %v, want the damaged journal named", n2.Health())
+	}
+	st := n2.Stats("dj", "", false)
+	if got := st.Topics[0].Depth; got != 1 {
+		t.Errorf("topic depth %d after a damaged journal, want the 1 message before the damage", got)
 	}
 }

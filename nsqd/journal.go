@@ -97,6 +97,8 @@ func journalFileName(dataPath, name string) string {
 type journalLoad struct {
 	msgs []*Message
 	done map[MessageID]struct{}
+	// damaged says what of the file could not be read (logged already).
+	damaged error
 }
 
 // seen returns the IDs of every message the journal knew, live or finished.
@@ -146,9 +148,10 @@ func (j *journal) load(maxMsgSize int64) (journalLoad, error) {
 		bad := j.path + ".bad"
 		os.Rename(j.path, bad)
 		j.log.Error("JOURNAL: not a journal file, kept as .bad", "file", j.path, "bad", bad)
-		return journalLoad{}, nil
+		return journalLoad{damaged: fmt.Errorf("journal %s is not a journal file (kept as %s)", j.path, bad)}, nil
 	}
 	var order []MessageID
+	var damaged error
 	done := make(map[MessageID]struct{})
 	rest := data[len(journalMagic):]
 	for len(rest) > 0 {
@@ -163,6 +166,7 @@ func (j *journal) load(maxMsgSize int64) (journalLoad, error) {
 		if err != nil {
 			j.log.Error("JOURNAL: damaged record, ignoring the rest of the file",
 				"file", j.path, "offset", len(data)-len(rest), "bytes", len(rest), "err", err)
+			damaged = fmt.Errorf("journal %s: %d bytes at %d ignored: %w", j.path, len(rest), len(data)-len(rest), err)
 			break
 		}
 		rest = rest[n:]
@@ -196,7 +200,7 @@ func (j *journal) load(maxMsgSize int64) (journalLoad, error) {
 		msgs = append(msgs, e.m)
 		j.liveBytes += putRecordSize(e.m)
 	}
-	return journalLoad{msgs: msgs, done: done}, nil
+	return journalLoad{msgs: msgs, done: done, damaged: damaged}, nil
 }
 
 var (
