@@ -273,3 +273,24 @@ func TestDurableDamagedJournal(t *testing.T) {
 		t.Errorf("topic depth %d after a damaged journal, want the 1 message before the damage", got)
 	}
 }
+
+// TestDurableFanOutSurvivesCrash: an acknowledged publish is in every
+// channel after a crash.
+func TestDurableFanOutSurvivesCrash(t *testing.T) {
+	o := durableOptions(t, "")
+	n, _ := runNSQD(t, o)
+	topic, _ := n.GetTopic("fan")
+	for _, c := range []string{"a", "b", "c"} {
+		topic.GetChannel(c)
+	}
+	pub := dialRaw(t, n)
+	pub.write(cmd("MPUB fan", mpubBody("x", "y")))
+	pub.expect(0, "OK")
+	crashed := snapshotDir(t, o.DataPath)
+	n2, _ := runNSQD(t, durableOptions(t, crashed))
+	for _, c := range []string{"a", "b", "c"} {
+		if got := consumeAll(t, n2, "fan", c, 10, 2); !slices.Equal(got, []string{"x", "y"}) {
+			t.Errorf("channel %s delivered %v after the crash, want x y", c, got)
+		}
+	}
+}
