@@ -70,22 +70,15 @@ func (c *config) validate() error {
 
 func run(ctx context.Context, name string, args []string, stdout, stderr io.Writer) int {
 	var c config
-	fs := newFlagSet(name, &c)
-	fs.SetOutput(stderr)
-	if code, ok := apputil.ParseFlags(fs, args); !ok {
+	validate := func() error {
+		if c.channel == "" {
+			c.channel = fmt.Sprintf("tail%06d#ephemeral", rand.IntN(1000000))
+		}
+		return c.validate()
+	}
+	logger, code, ok := apputil.Start(newFlagSet(name, &c), args, tool, &c.showVersion, validate, stdout, stderr)
+	if !ok {
 		return code
-	}
-	if c.showVersion {
-		fmt.Fprintln(stdout, apputil.VersionLine(tool))
-		return 0
-	}
-	logger := apputil.NewLogger(stderr)
-	if c.channel == "" {
-		c.channel = fmt.Sprintf("tail%06d#ephemeral", rand.IntN(1000000))
-	}
-	if err := c.validate(); err != nil {
-		logger.Print(err)
-		return 1
 	}
 
 	// Don't ask for more messages than we want.

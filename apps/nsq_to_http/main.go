@@ -11,7 +11,6 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -135,19 +134,9 @@ func (c *config) validate() error {
 
 func run(ctx context.Context, name string, args []string, stdout, stderr io.Writer) int {
 	var c config
-	fs := newFlagSet(name, &c)
-	fs.SetOutput(stderr)
-	if code, ok := apputil.ParseFlags(fs, args); !ok {
+	logger, code, ok := apputil.Start(newFlagSet(name, &c), args, tool, &c.showVersion, c.validate, stdout, stderr)
+	if !ok {
 		return code
-	}
-	if c.showVersion {
-		fmt.Fprintln(stdout, apputil.VersionLine(tool))
-		return 0
-	}
-	logger := apputil.NewLogger(stderr)
-	if err := c.validate(); err != nil {
-		logger.Print(err)
-		return 1
 	}
 	c.consumerCfg.UserAgent = apputil.UserAgent(tool)
 	c.consumerCfg.MaxInFlight = c.maxInFlight

@@ -63,15 +63,9 @@ func (c *config) validate() error {
 
 func run(ctx context.Context, name string, args []string, stdin io.Reader, stderr io.Writer) int {
 	var c config
-	fs := newFlagSet(name, &c)
-	fs.SetOutput(stderr)
-	if code, ok := apputil.ParseFlags(fs, args); !ok {
+	logger, code, ok := apputil.Start(newFlagSet(name, &c), args, tool, nil, c.validate, io.Discard, stderr)
+	if !ok {
 		return code
-	}
-	logger := apputil.NewLogger(stderr)
-	if err := c.validate(); err != nil {
-		logger.Print(err)
-		return 1
 	}
 	c.producerCfg.UserAgent = apputil.UserAgent(tool)
 

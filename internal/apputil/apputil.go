@@ -1,5 +1,5 @@
 // Package apputil holds what NSQ's utilities (apps/nsq_tail, nsq_to_file,
-// nsq_to_http, nsq_to_nsq, nsq_stat, to_nsq) share: flag parsing with the
+// nsq_to_http, nsq_to_nsq, nsq_stat, to_nsq) share: start-up (Start), flag parsing with the
 // flag package's exit codes, --consumer-opt/--producer-opt, the version line
 // and go-nsq user agent, the "nsqd or lookupd" rule, a host pool, request
 // timing summaries and an HTTP client for NSQ's JSON endpoints.
@@ -44,6 +44,27 @@ func ParseFlags(fs *flag.FlagSet, args []string) (code int, ok bool) {
 	default:
 		return 2, false
 	}
+}
+
+// Start does what every utility does first: it parses args with fs
+// (printing usage and errors to stderr), prints the version line to stdout
+// when showVersion is set after parsing, and runs validate, logging its
+// error. When ok is false the caller exits with code.
+func Start(fs *flag.FlagSet, args []string, tool string, showVersion *bool, validate func() error, stdout, stderr io.Writer) (logger *log.Logger, code int, ok bool) {
+	fs.SetOutput(stderr)
+	if code, ok := ParseFlags(fs, args); !ok {
+		return nil, code, false
+	}
+	if showVersion != nil && *showVersion {
+		fmt.Fprintln(stdout, VersionLine(tool))
+		return nil, 0, false
+	}
+	logger = NewLogger(stderr)
+	if err := validate(); err != nil {
+		logger.Print(err)
+		return nil, 1, false
+	}
+	return logger, 0, true
 }
 
 // CheckSources applies the rule of the consuming utilities: nsqd addresses

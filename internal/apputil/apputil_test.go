@@ -1,6 +1,7 @@
 package apputil
 
 import (
+	"bytes"
 	"errors"
 	"flag"
 	"fmt"
@@ -261,5 +262,38 @@ func TestHTTPURL(t *testing.T) {
 	}
 	if got := HTTPURL("https://h:1", "/x"); got != "https://h:1/x" {
 		t.Errorf("HTTPURL = %q", got)
+	}
+}
+
+func TestStart(t *testing.T) {
+	tests := []struct {
+		args     []string
+		invalid  bool
+		code     int
+		ok       bool
+		out, err string
+	}{
+		{args: nil, ok: true},
+		{args: []string{"--version"}, code: 0, out: "tool v"},
+		{args: []string{"--nope"}, code: 2, err: "flag provided but not defined: -nope"},
+		{args: nil, invalid: true, code: 1, err: "--topic required"},
+	}
+	for _, tt := range tests {
+		var stdout, stderr bytes.Buffer
+		fs := flag.NewFlagSet("tool", flag.ContinueOnError)
+		showVersion := fs.Bool("version", false, "")
+		validate := func() error {
+			if tt.invalid {
+				return errors.New("--topic required")
+			}
+			return nil
+		}
+		logger, code, ok := Start(fs, tt.args, "tool", showVersion, validate, &stdout, &stderr)
+		if ok != tt.ok || code != tt.code || (ok && logger == nil) {
+			t.Errorf("Start(%q) = %v, %d, %v; want ok %v code %d", tt.args, logger, code, ok, tt.ok, tt.code)
+		}
+		if !strings.Contains(stdout.String(), tt.out) || !strings.Contains(stderr.String(), tt.err) {
+			t.Errorf("Start(%q) printed %q / %q, want %q / %q", tt.args, stdout.String(), stderr.String(), tt.out, tt.err)
+		}
 	}
 }
