@@ -37,13 +37,19 @@ const (
 // the pump delivers messages, heartbeats and flushes. Writes to the socket go
 // through wmu and a buffered writer.
 type client struct {
-	id          int64
-	nsqd        *NSQD
-	conn        net.Conn
-	r           *bufio.Reader // used by the command loop only
-	rsrc        io.Reader     // what r reads from (the connection as upgraded)
-	remoteAddr  string
-	connectTime time.Time
+	id         int64
+	nsqd       *NSQD
+	conn       net.Conn
+	r          *bufio.Reader // used by the command loop only
+	freshStack bool          // command loop only: go on in a new goroutine (runV2)
+	params     [][]byte      // command loop only: the current command's words
+	// readDeadline is the read deadline last set, Unix ns (0 = none);
+	// command loop only.
+	readDeadline int64
+	pumpDone     chan struct{} // closed when the pump has returned
+	rsrc         io.Reader     // what r reads from (the connection as upgraded)
+	remoteAddr   string
+	connectTime  time.Time
 
 	// Output. out is the connection as upgraded (TLS, snappy, deflate); w
 	// buffers it and is allocated on the first buffered write, so an idle
@@ -101,11 +107,13 @@ func newClient(n *NSQD, id int64, raw net.Conn) *client {
 	host, _, _ := net.SplitHostPort(raw.RemoteAddr().String())
 	conn := &deadlineConn{Conn: raw}
 	c := &client{
-		id:                id,
-		nsqd:              n,
-		conn:              conn,
-		r:                 bufio.NewReaderSize(conn, readBufferSize),
-		rsrc:              conn,
+		id:   id,
+		nsqd: n,
+		conn: conn,
+		// Reads skip the deadlineConn wrapper (it only adds write
+		// deadlines): one frame less on the stack of a blocked command loop.
+		r:                 bufio.NewReaderSize(raw, readBufferSize),
+		rsrc:              raw,
 		out:               conn,
 		wSize:             defaultBufferSize,
 		remoteAddr:        conn.RemoteAddr().String(),

@@ -9,7 +9,8 @@ import (
 )
 
 // BenchmarkIdleConsumerMemory reports the heap and stack cost of an idle
-// subscribed consumer connection.
+// subscribed consumer connection, and fails if its goroutine stacks grew
+// (make test runs it once, without -race).
 func BenchmarkIdleConsumerMemory(b *testing.B) {
 	const conns = 2000
 	for b.Loop() {
@@ -38,7 +39,13 @@ func BenchmarkIdleConsumerMemory(b *testing.B) {
 		runtime.ReadMemStats(&after)
 		per := float64((after.HeapInuse+after.StackInuse)-(before.HeapInuse+before.StackInuse)) / conns
 		b.ReportMetric(per, "bytes/conn")
-		b.ReportMetric(float64(after.StackInuse-before.StackInuse)/conns, "stack-bytes/conn")
+		stack := float64(after.StackInuse-before.StackInuse) / conns
+		b.ReportMetric(stack, "stack-bytes/conn")
+		// Two 2 KiB stacks, the pump's and the command loop's (runV2); 4 KiB
+		// more means the command loop kept a grown stack.
+		if !raceEnabled && stack > 5<<10 {
+			b.Errorf("%.0f bytes of goroutine stack per idle connection, want two 2 KiB stacks", stack)
+		}
 		for _, c := range cs {
 			c.Close()
 		}

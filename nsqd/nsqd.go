@@ -306,9 +306,11 @@ func (n *NSQD) serveTCP() error {
 
 // handleConn reads the protocol magic and serves the connection.
 func (n *NSQD) handleConn(conn net.Conn) {
+	// serveV2 deletes conn from n.conns when it ends; the paths that return
+	// before it delete it here.
 	n.conns.Store(conn, struct{}{})
-	defer n.conns.Delete(conn)
 	if n.exiting.Load() {
+		n.conns.Delete(conn)
 		conn.Close()
 		return
 	}
@@ -317,11 +319,13 @@ func (n *NSQD) handleConn(conn net.Conn) {
 	conn.SetReadDeadline(time.Now().Add(n.opts.ClientTimeout))
 	var magic [4]byte
 	if _, err := io.ReadFull(conn, magic[:]); err != nil {
+		n.conns.Delete(conn)
 		conn.Close()
 		return
 	}
 	if string(magic[:]) != protocol.MagicV2 {
 		conn.Write(protocol.AppendFrame(nil, protocol.FrameTypeError, []byte("E_BAD_PROTOCOL")))
+		n.conns.Delete(conn)
 		conn.Close()
 		return
 	}

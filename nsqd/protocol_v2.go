@@ -19,50 +19,71 @@ import (
 
 func sample() int32 { return int32(rand.IntN(100)) }
 
-// serveV2 runs the command loop of a connection that sent "  V2" until the
-// connection ends, then cleans up. The pump runs beside it.
+// serveV2 runs a connection that sent "  V2": the pump in one goroutine, the
+// command loop in another, until the connection ends; then it cleans up.
 func (n *NSQD) serveV2(c *client) {
 	n.addClient(c)
-	pumpDone := make(chan struct{})
-	go func() { // owned here: serveV2 waits for it below
-		defer close(pumpDone)
+	c.pumpDone = make(chan struct{})
+	go func() { // owned by the command loop: runV2 waits for it at the end
+		defer close(c.pumpDone)
 		c.pump()
 	}()
+	n.runV2(c)
+}
+
+// errFreshStack asks runV2 to go on with the command loop in a new goroutine.
+var errFreshStack = errors.New("continue on a fresh stack")
+
+// runV2 runs the command loop. A goroutine's stack grows to fit its deepest
+// call and shrinks again only when less than a quarter of it is in use. The
+// rare commands (IDENTIFY, AUTH, SUB, RDY, CLS) go deep enough to grow the
+// command loop's stack to 4 KiB, while a loop blocked in Read uses about
+// 1 KiB, just too much for the runtime to give half of it back. So after one
+// of them, once its response is flushed, the loop goes on in a new goroutine
+// with a small stack: 2 KiB less for every idle consumer connection. The new
+// goroutine joins n.connWG before this one leaves it.
+func (n *NSQD) runV2(c *client) {
 	err := c.commandLoop()
+	if err == errFreshStack {
+		n.connWG.Go(func() { n.runV2(c) })
+		return
+	}
+	n.endV2(c, err)
+}
+
+// endV2 closes the connection, waits for the pump and forgets the client.
+//
+// Not inlined: its locals stay out of runV2's frame, which a blocked
+// command loop keeps on its stack.
+//
+//go:noinline
+func (n *NSQD) endV2(c *client, err error) {
 	c.closeConn()
-	<-pumpDone
+	<-c.pumpDone
 	c.cleanup()
 	n.removeClient(c)
+	n.conns.Delete(c.conn.(*deadlineConn).Conn)
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 		c.logger().Debug("PROTOCOL(V2): connection ended", "err", err)
 	}
 }
 
-// commandLoop reads commands until an error or a fatal protocol error.
+// commandLoop reads commands until an error or a fatal protocol error, or
+// until it returns errFreshStack (see runV2). Its frame stays small because
+// an idle connection keeps it on the stack: the work is in run and
+// updateReadDeadline.
 func (c *client) commandLoop() error {
-	var params [][]byte
-	var deadline time.Time // read deadline last set
 	for {
 		if c.r.Buffered() == 0 {
 			if err := c.flushResponses(); err != nil {
 				return err
 			}
-		}
-		c.mu.Lock()
-		hb := c.heartbeatInterval
-		c.mu.Unlock()
-		// The read deadline is 2 x heartbeat after the last command. Moving a
-		// deadline costs a timer update, so it moves only once 1/16 of the
-		// interval has passed: the connection may close up to that much early.
-		if hb > 0 {
-			if now := time.Now(); deadline.Sub(now) < 2*hb-hb/16 || deadline.Sub(now) > 2*hb {
-				deadline = now.Add(2 * hb)
-				c.conn.SetReadDeadline(deadline)
+			if c.freshStack {
+				c.freshStack = false
+				return errFreshStack
 			}
-		} else if !deadline.IsZero() {
-			deadline = time.Time{}
-			c.conn.SetReadDeadline(deadline)
 		}
+		c.updateReadDeadline()
 		line, err := c.r.ReadSlice('\n')
 		if err != nil {
 			if errors.Is(err, bufio.ErrBufferFull) {
@@ -70,30 +91,62 @@ func (c *client) commandLoop() error {
 			}
 			return err
 		}
-		params = protocol.SplitParams(protocol.TrimLine(line), params)
-		resp, err := c.exec(params)
-		if err != nil {
-			var perr *protocol.Error
-			if !errors.As(err, &perr) {
-				return err // I/O error
-			}
-			if c.nsqd.logger.Enabled(context.Background(), slog.LevelDebug) {
-				c.logger().Debug("PROTOCOL(V2): command failed", "err", perr.Error())
-			}
-			if werr := c.writeFrameFlush(protocol.FrameTypeError, []byte(perr.Error())); werr != nil {
-				return werr
-			}
-			if perr.Fatal {
-				return err
-			}
-			continue
-		}
-		if resp != nil {
-			if err := c.writeResponse(resp); err != nil {
-				return err
-			}
+		if err := c.run(line); err != nil {
+			return err
 		}
 	}
+}
+
+// updateReadDeadline keeps the read deadline at 2 x heartbeat after the last
+// command. Moving a deadline costs a timer update, so it moves only once 1/16
+// of the interval has passed: the connection may close up to that much early.
+// Not inlined, to keep commandLoop's frame small.
+//
+//go:noinline
+func (c *client) updateReadDeadline() {
+	c.mu.Lock()
+	hb := c.heartbeatInterval
+	c.mu.Unlock()
+	if hb > 0 {
+		now := time.Now().UnixNano()
+		if left := c.readDeadline - now; left < int64(2*hb-hb/16) || left > int64(2*hb) {
+			c.readDeadline = now + int64(2*hb)
+			c.conn.SetReadDeadline(time.Unix(0, c.readDeadline))
+		}
+	} else if c.readDeadline != 0 {
+		c.readDeadline = 0
+		c.conn.SetReadDeadline(time.Time{})
+	}
+}
+
+// run executes one command line and writes its response or error. It
+// returns an error only when the connection must end.
+// Not inlined, to keep commandLoop's frame small.
+//
+//go:noinline
+func (c *client) run(line []byte) error {
+	c.params = protocol.SplitParams(protocol.TrimLine(line), c.params)
+	resp, err := c.exec(c.params)
+	if err != nil {
+		var perr *protocol.Error
+		if !errors.As(err, &perr) {
+			return err // I/O error
+		}
+		if c.nsqd.logger.Enabled(context.Background(), slog.LevelDebug) {
+			c.logger().Debug("PROTOCOL(V2): command failed", "err", perr.Error())
+		}
+		if werr := c.writeFrameFlush(protocol.FrameTypeError, []byte(perr.Error())); werr != nil {
+			return werr
+		}
+		if perr.Fatal {
+			return err
+		}
+		return nil
+	}
+	if resp != nil {
+		return c.writeResponse(resp)
+	}
+	return nil
 }
 
 func (c *client) exec(params [][]byte) ([]byte, error) {
@@ -104,6 +157,8 @@ func (c *client) exec(params [][]byte) ([]byte, error) {
 	switch string(cmd) {
 	case "FIN", "PUB", "MPUB", "DPUB":
 		c.growReader()
+	case "IDENTIFY", "AUTH", "SUB", "RDY", "CLS":
+		c.freshStack = true
 	}
 	switch string(cmd) {
 	case "FIN":
