@@ -124,6 +124,22 @@ func (c *Channel) put(msgs []*Message) error {
 	return err
 }
 
+// putBatch queues a new publish in the memory queue as it is, if it fits
+// there whole; otherwise its messages go through put.
+func (c *Channel) putBatch(b *pubBatch) error {
+	n := len(b.bodies)
+	c.mu.Lock()
+	if !c.exiting && c.journal == nil && c.mem.len()+n <= int(c.nsqd.opts.MemQueueSize) {
+		c.mem.pushBatch(b)
+		c.wakeWaitersLocked()
+		c.mu.Unlock()
+		c.messageCount.Add(uint64(n))
+		return nil
+	}
+	c.mu.Unlock()
+	return c.put(b.messages(0))
+}
+
 // enqueue puts messages in the memory queue, the deferred heap (deadline in
 // the future) or, past --mem-queue-size, the disk queue. An ephemeral
 // channel has no disk: what does not fit in memory is handed to a waiting

@@ -18,34 +18,43 @@ const (
 // sleeps when the 4096 IDs of a pseudo-millisecond are used up or the clock
 // steps back, this one borrows the next pseudo-millisecond, so a publisher
 // never waits.
+//
+// An ID is made from a position: pseudo-milliseconds << 12 | sequence. A
+// publish reserves consecutive positions and its messages' IDs are made
+// from them when needed (see pubBatch).
 type guidFactory struct {
 	nodeID int64
 
-	mu     sync.Mutex
-	lastTS int64 // pseudo-milliseconds of the last ID
-	seq    int64
+	mu   sync.Mutex
+	last int64 // position of the last ID reserved
 }
 
 func newGUIDFactory(nodeID int64) *guidFactory { return &guidFactory{nodeID: nodeID} }
 
+// reserve returns the first of n consecutive new positions: the current
+// pseudo-millisecond's first if the clock has moved past the last one,
+// else the one after it.
+func (f *guidFactory) reserve(n int) int64 {
+	start := (time.Now().UnixNano() >> 20) << guidSeqBits
+	f.mu.Lock()
+	start = max(start, f.last+1)
+	f.last = start + int64(n) - 1
+	f.mu.Unlock()
+	return start
+}
+
 // fill writes len(ids) new IDs.
 func (f *guidFactory) fill(ids []MessageID) {
-	ts := time.Now().UnixNano() >> 20
-	f.mu.Lock()
+	p := f.reserve(len(ids))
 	for i := range ids {
-		switch {
-		case ts > f.lastTS:
-			f.lastTS, f.seq = ts, 0
-		case f.seq < guidSeqMask:
-			f.seq++
-		default:
-			f.lastTS++
-			f.seq = 0
-		}
-		v := uint64((f.lastTS-guidEpoch)<<(guidNodeBits+guidSeqBits) | f.nodeID<<guidSeqBits | f.seq)
-		hexID(&ids[i], v)
+		f.id(&ids[i], p+int64(i))
 	}
-	f.mu.Unlock()
+}
+
+// id writes the ID of position p.
+func (f *guidFactory) id(id *MessageID, p int64) {
+	ts, seq := p>>guidSeqBits, p&guidSeqMask
+	hexID(id, uint64((ts-guidEpoch)<<(guidNodeBits+guidSeqBits)|f.nodeID<<guidSeqBits|seq))
 }
 
 const hexDigits = "0123456789abcdef"

@@ -1,39 +1,86 @@
 package nsqd
 
-import "container/heap"
+import (
+	"container/heap"
+	"unsafe"
+)
 
 // msgQueue is a FIFO of messages: a ring buffer that grows as needed and
 // gives its memory back once drained, so idle topics and channels cost
 // nothing. Not safe for concurrent use.
+//
+// A slot holds either a *Message or one message of a pubBatch, which
+// becomes a Message only when it is popped: a message waiting in memory
+// costs its body, its slot and its share of the batch, not a Message.
 type msgQueue struct {
-	buf  []*Message
+	buf  []queueSlot
 	head int
 	n    int
+}
+
+// queueSlot is a *Message (i < 0) or message i of a *pubBatch, in 16 bytes.
+type queueSlot struct {
+	p unsafe.Pointer
+	i int
 }
 
 func (q *msgQueue) len() int { return q.n }
 
 func (q *msgQueue) push(m *Message) {
 	if q.n == len(q.buf) {
-		q.grow()
+		q.grow(1)
 	}
-	q.buf[(q.head+q.n)%len(q.buf)] = m
+	q.buf[(q.head+q.n)%len(q.buf)] = queueSlot{unsafe.Pointer(m), -1}
 	q.n++
 }
 
-func (q *msgQueue) grow() {
-	nb := make([]*Message, max(16, 2*len(q.buf)))
+// pushBatch queues every message of b.
+func (q *msgQueue) pushBatch(b *pubBatch) {
+	if q.n+len(b.bodies) > len(q.buf) {
+		q.grow(len(b.bodies))
+	}
+	for i := range b.bodies {
+		q.buf[(q.head+q.n)%len(q.buf)] = queueSlot{unsafe.Pointer(b), i}
+		q.n++
+	}
+}
+
+// grow makes room for at least n more slots.
+func (q *msgQueue) grow(n int) {
+	size := max(16, 2*len(q.buf))
+	for size < q.n+n {
+		size *= 2
+	}
+	nb := make([]queueSlot, size)
 	for i := range q.n {
 		nb[i] = q.buf[(q.head+i)%len(q.buf)]
 	}
 	q.buf, q.head = nb, 0
 }
 
-// popN appends up to max messages to dst.
+// popN appends up to max messages to dst. Batch messages popped together
+// share one allocation.
 func (q *msgQueue) popN(dst []*Message, max int) []*Message {
-	for ; max > 0 && q.n > 0; max-- {
-		dst = append(dst, q.buf[q.head])
-		q.buf[q.head] = nil
+	max = min(max, q.n)
+	var block []Message
+	for k := range max {
+		s := q.buf[(q.head+k)%len(q.buf)]
+		if s.i >= 0 {
+			block = make([]Message, max-k)
+			break
+		}
+	}
+	for ; max > 0; max-- {
+		s := q.buf[q.head]
+		if s.i < 0 {
+			dst = append(dst, (*Message)(s.p))
+		} else {
+			m := &block[0]
+			block = block[1:]
+			(*pubBatch)(s.p).message(m, s.i)
+			dst = append(dst, m)
+		}
+		q.buf[q.head] = queueSlot{}
 		q.head = (q.head + 1) % len(q.buf)
 		q.n--
 	}

@@ -105,34 +105,48 @@ func (t *Topic) PublishMulti(bodies [][]byte) error {
 	return t.publish(bodies, 0)
 }
 
-// publish allocates the messages of one publish in a single block and puts
-// them.
+// publish puts the messages of one publish, as a pubBatch.
 func (t *Topic) publish(bodies [][]byte, deferred time.Duration) error {
 	if !t.ephemeral && t.nsqd.diskLow.Load() {
 		return ErrDiskLow
 	}
-	block := make([]Message, len(bodies))
-	msgs := make([]*Message, len(bodies))
-	ids := make([]MessageID, len(bodies))
-	t.guid.fill(ids)
-	now := time.Now().UnixNano()
+	b := &pubBatch{bodies: bodies, idStart: t.guid.reserve(len(bodies)), guid: t.guid}
+	b.timestamp = time.Now().UnixNano()
 	var deliverAt int64
 	if deferred > 0 {
-		deliverAt = now + int64(deferred)
+		deliverAt = b.timestamp + int64(deferred)
 	}
 	var size uint64
-	for i, b := range bodies {
-		m := &block[i]
-		m.ID, m.Body, m.Timestamp, m.deadline = ids[i], b, now, deliverAt
-		msgs[i] = m
-		size += uint64(len(b))
+	for _, body := range bodies {
+		size += uint64(len(body))
 	}
-	if err := t.put(msgs); err != nil {
+	if err := t.putBatch(b, deliverAt); err != nil {
 		return err
 	}
-	t.messageCount.Add(uint64(len(msgs)))
+	t.messageCount.Add(uint64(len(bodies)))
 	t.messageBytes.Add(size)
 	return nil
+}
+
+// putBatch hands a publish to the channels as a batch when it is the plain
+// case (channels to fan out to, nothing deferred, not durable). Otherwise
+// the batch becomes Messages and goes through put.
+func (t *Topic) putBatch(b *pubBatch, deliverAt int64) error {
+	if deliverAt == 0 && t.journal == nil {
+		t.mu.RLock()
+		if !t.exiting && len(t.chans) > 0 && !t.paused && !t.holding {
+			var errs []error
+			for _, c := range t.chans {
+				if err := c.putBatch(b); err != nil && !errors.Is(err, ErrExiting) {
+					errs = append(errs, err)
+				}
+			}
+			t.mu.RUnlock()
+			return errors.Join(errs...)
+		}
+		t.mu.RUnlock()
+	}
+	return t.put(b.messages(deliverAt))
 }
 
 func (t *Topic) put(msgs []*Message) error {

@@ -1,0 +1,88 @@
+package nsqd
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"testing"
+)
+
+// An ID's hex value holds the pseudo-millisecond, the node ID and the
+// sequence in NSQ's layout; consecutive reservations never repeat or go
+// back, and a full pseudo-millisecond carries into the next one.
+func TestGUIDReserve(t *testing.T) {
+	f := newGUIDFactory(7)
+	decode := func(id MessageID) (ts, node, seq int64) {
+		var v [8]byte
+		if _, err := hex.Decode(v[:], id[:]); err != nil {
+			t.Fatalf("ID %q is not hex: %v", id, err)
+		}
+		u := int64(binary.BigEndian.Uint64(v[:]))
+		return u>>(guidNodeBits+guidSeqBits) + guidEpoch, u >> guidSeqBits & (1<<guidNodeBits - 1), u & guidSeqMask
+	}
+	var prev MessageID
+	for range 100 {
+		ids := make([]MessageID, 50)
+		f.fill(ids)
+		for _, id := range ids {
+			if string(id[:]) <= string(prev[:]) {
+				t.Fatalf("ID %s after %s: not increasing", id, prev)
+			}
+			if _, node, _ := decode(id); node != 7 {
+				t.Fatalf("ID %s has node %d, want 7", id, node)
+			}
+			prev = id
+		}
+	}
+	// The last position of a far-future pseudo-millisecond: the next ID
+	// borrows the one after it, with sequence 0.
+	future := prev
+	ts, _, _ := decode(future)
+	f.last = (ts+1000)<<guidSeqBits | guidSeqMask
+	var ids [2]MessageID
+	f.fill(ids[:])
+	for i, id := range ids {
+		gotTS, _, seq := decode(id)
+		if gotTS != ts+1001 || seq != int64(i) {
+			t.Errorf("ID %d after a full pseudo-millisecond: ts %d seq %d, want ts %d seq %d", i, gotTS, seq, ts+1001, i)
+		}
+	}
+}
+
+// A queue holds Messages and batch messages in order; a batch message
+// becomes a Message of its own, with its ID, body and timestamp, when it is
+// popped, and the same batch queued twice (two channels) gives two copies.
+func TestQueueBatchSlots(t *testing.T) {
+	f := newGUIDFactory(1)
+	b := &pubBatch{bodies: [][]byte{[]byte("a"), []byte("b"), []byte("c")}, timestamp: 42, idStart: f.reserve(3), guid: f}
+	var want [3]MessageID
+	for i := range want {
+		f.id(&want[i], b.idStart+int64(i))
+	}
+	first, last := &Message{Body: []byte("first")}, &Message{Body: []byte("last")}
+	var q1, q2 msgQueue
+	q1.push(first)
+	q1.pushBatch(b)
+	q1.push(last)
+	q2.pushBatch(b)
+	if q1.len() != 5 || q2.len() != 3 {
+		t.Fatalf("lengths %d, %d; want 5, 3", q1.len(), q2.len())
+	}
+	got := q1.popN(nil, 2)
+	got = append(got, q1.drain()...)
+	if len(got) != 5 || got[0] != first || got[4] != last || q1.len() != 0 {
+		t.Fatalf("popped %v", got)
+	}
+	other := q2.drain()
+	for i, m := range got[1:4] {
+		if m.ID != want[i] || string(m.Body) != string(b.bodies[i]) || m.Timestamp != 42 || m.Attempts != 0 || m.deadline != 0 {
+			t.Errorf("batch message %d = %+v", i, m)
+		}
+		if other[i] == m || other[i].ID != m.ID {
+			t.Errorf("batch message %d: the two queues' copies %p, %p", i, other[i], m)
+		}
+	}
+	got[1].Attempts = 3
+	if other[0].Attempts != 0 {
+		t.Error("a copy's delivery state is shared with the other queue's")
+	}
+}
