@@ -3,6 +3,8 @@ package nsqd
 import (
 	"encoding/binary"
 	"encoding/hex"
+	"fmt"
+	"math/rand/v2"
 	"testing"
 )
 
@@ -84,5 +86,23 @@ func TestQueueBatchSlots(t *testing.T) {
 	got[1].Attempts = 3
 	if other[0].Attempts != 0 {
 		t.Error("a copy's delivery state is shared with the other queue's")
+	}
+}
+
+func TestHexID(t *testing.T) {
+	for _, v := range []uint64{0, 1, 9, 10, 15, 0xffffffffffffffff, 0x0123456789abcdef, 0xfedcba9876543210, 0x8000000000000001} {
+		var id MessageID
+		hexID(&id, v)
+		if want := fmt.Sprintf("%016x", v); string(id[:]) != want {
+			t.Errorf("hexID(%#x) = %s, want %s", v, id[:], want)
+		}
+	}
+	for i := range 100000 {
+		v := rand.Uint64() >> (i % 64)
+		var id MessageID
+		hexID(&id, v)
+		if want := fmt.Sprintf("%016x", v); string(id[:]) != want {
+			t.Fatalf("hexID(%#x) = %s, want %s", v, id[:], want)
+		}
 	}
 }

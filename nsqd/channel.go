@@ -224,8 +224,10 @@ func (c *Channel) take(dst []*Message, max int, cl *client) []*Message {
 		c.mu.Unlock()
 		return dst
 	}
-	dst = c.mem.popN(dst, max)
+	cl.slots = c.mem.popSlots(cl.slots[:0], max)
 	c.mu.Unlock()
+	dst = materialize(dst, cl.slots)
+	clear(cl.slots)
 	return dst
 }
 

@@ -88,7 +88,8 @@ type client struct {
 	rdy           atomic.Int64
 	inFlightCount atomic.Int64
 	channel       atomic.Pointer[Channel]
-	waiting       bool // registered in channel.waiters; guarded by channel.mu
+	waiting       bool        // registered in channel.waiters; guarded by channel.mu
+	slots         []queueSlot // pump only: what Channel.take popped
 
 	wake            chan struct{} // cap 1: something may be deliverable
 	settingsChanged chan struct{} // cap 1: heartbeat interval changed

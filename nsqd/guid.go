@@ -1,6 +1,7 @@
 package nsqd
 
 import (
+	"encoding/binary"
 	"sync"
 	"time"
 )
@@ -57,11 +58,19 @@ func (f *guidFactory) id(id *MessageID, p int64) {
 	hexID(id, uint64((ts-guidEpoch)<<(guidNodeBits+guidSeqBits)|f.nodeID<<guidSeqBits|seq))
 }
 
-const hexDigits = "0123456789abcdef"
-
+// hexID writes v as 16 lower-case hex digits, eight bytes at a time: each
+// half's nibbles are spread into the bytes of a word, then every byte
+// becomes '0'+n or 'a'+n-10 at once.
 func hexID(id *MessageID, v uint64) {
-	for i := 15; i >= 0; i-- {
-		id[i] = hexDigits[v&0xf]
-		v >>= 4
-	}
+	binary.BigEndian.PutUint64(id[:8], hexWord(uint32(v>>32)))
+	binary.BigEndian.PutUint64(id[8:], hexWord(uint32(v)))
+}
+
+func hexWord(v uint32) uint64 {
+	x := uint64(v)
+	x = (x | x<<16) & 0x0000ffff0000ffff
+	x = (x | x<<8) & 0x00ff00ff00ff00ff
+	x = (x | x<<4) & 0x0f0f0f0f0f0f0f0f
+	letters := (x + 0x0606060606060606) >> 4 & 0x0101010101010101 // 1 where n > 9
+	return x + 0x3030303030303030 + letters*('a'-'0'-10)
 }

@@ -58,28 +58,17 @@ func (q *msgQueue) grow(n int) {
 	q.buf, q.head = nb, 0
 }
 
-// popN appends up to max messages to dst. Batch messages popped together
-// share one allocation.
+// popN appends up to max messages to dst.
 func (q *msgQueue) popN(dst []*Message, max int) []*Message {
-	max = min(max, q.n)
-	var block []Message
-	for k := range max {
-		s := q.buf[(q.head+k)%len(q.buf)]
-		if s.i >= 0 {
-			block = make([]Message, max-k)
-			break
-		}
-	}
-	for ; max > 0; max-- {
-		s := q.buf[q.head]
-		if s.i < 0 {
-			dst = append(dst, (*Message)(s.p))
-		} else {
-			m := &block[0]
-			block = block[1:]
-			(*pubBatch)(s.p).message(m, s.i)
-			dst = append(dst, m)
-		}
+	slots := q.popSlots(make([]queueSlot, 0, min(max, q.n)), max)
+	return materialize(dst, slots)
+}
+
+// popSlots appends up to max slots to dst, for materialize to turn into
+// Messages (outside the lock that guards the queue).
+func (q *msgQueue) popSlots(dst []queueSlot, max int) []queueSlot {
+	for ; max > 0 && q.n > 0; max-- {
+		dst = append(dst, q.buf[q.head])
 		q.buf[q.head] = queueSlot{}
 		q.head = (q.head + 1) % len(q.buf)
 		q.n--
@@ -89,6 +78,26 @@ func (q *msgQueue) popN(dst []*Message, max int) []*Message {
 		if len(q.buf) > 1024 {
 			q.buf = nil
 		}
+	}
+	return dst
+}
+
+// materialize appends the messages of slots to dst. Batch messages get
+// Messages of their own, all in one allocation.
+func materialize(dst []*Message, slots []queueSlot) []*Message {
+	var block []Message
+	for k, s := range slots {
+		if s.i < 0 {
+			dst = append(dst, (*Message)(s.p))
+			continue
+		}
+		if len(block) == 0 {
+			block = make([]Message, len(slots)-k)
+		}
+		m := &block[0]
+		block = block[1:]
+		(*pubBatch)(s.p).message(m, s.i)
+		dst = append(dst, m)
 	}
 	return dst
 }
