@@ -37,19 +37,16 @@ const (
 // the pump delivers messages, heartbeats and flushes. Writes to the socket go
 // through wmu and a buffered writer.
 type client struct {
-	id         int64
-	nsqd       *NSQD
-	conn       net.Conn
-	r          *bufio.Reader // used by the command loop only
-	freshStack bool          // command loop only: go on in a new goroutine (runV2)
-	params     [][]byte      // command loop only: the current command's words
-	// readDeadline is the read deadline last set, Unix ns (0 = none);
-	// command loop only.
-	readDeadline int64
-	pumpDone     chan struct{} // closed when the pump has returned
-	rsrc         io.Reader     // what r reads from (the connection as upgraded)
-	remoteAddr   string
-	connectTime  time.Time
+	id          int64
+	nsqd        *NSQD
+	conn        net.Conn
+	r           *bufio.Reader // used by the command loop only
+	freshStack  bool          // command loop only: go on in a new goroutine (runV2)
+	params      [][]byte      // command loop only: the current command's words
+	pumpDone    chan struct{} // closed when the pump has returned
+	rsrc        io.Reader     // what r reads from (the connection as upgraded)
+	remoteAddr  string
+	connectTime time.Time
 
 	// Output. out is the connection as upgraded (TLS, snappy, deflate); w
 	// buffers it and is allocated on the first buffered write, so an idle
@@ -106,15 +103,13 @@ type client struct {
 
 func newClient(n *NSQD, id int64, raw net.Conn) *client {
 	host, _, _ := net.SplitHostPort(raw.RemoteAddr().String())
-	conn := &deadlineConn{Conn: raw}
+	conn := &deadlineConn{Conn: raw, readNext: -1} // handleConn set one for the magic
 	c := &client{
-		id:   id,
-		nsqd: n,
-		conn: conn,
-		// Reads skip the deadlineConn wrapper (it only adds write
-		// deadlines): one frame less on the stack of a blocked command loop.
-		r:                 bufio.NewReaderSize(raw, readBufferSize),
-		rsrc:              raw,
+		id:                id,
+		nsqd:              n,
+		conn:              conn,
+		r:                 bufio.NewReaderSize(conn, readBufferSize),
+		rsrc:              conn,
 		out:               conn,
 		wSize:             defaultBufferSize,
 		remoteAddr:        conn.RemoteAddr().String(),
@@ -142,13 +137,33 @@ func (c *client) logger() *slog.Logger {
 
 // deadlineConn gives every write to the socket a deadline of one heartbeat
 // interval (NSQ's rule), so a peer that stops reading cannot block the pump
-// forever. Moving a deadline costs a timer update, so it moves only once
-// 1/16 of the interval has passed. Writes happen under client.wmu, which
-// guards next.
+// forever, and every read a deadline of two, so a peer that went silent
+// (no command, not even NOP, for two heartbeats) is dropped. Moving a
+// deadline costs a timer update, so it moves only once 1/16 of the interval
+// has passed: a connection may be closed up to that much early. Writes
+// happen under client.wmu, which guards next; reads only in the command
+// loop, which owns readNext.
 type deadlineConn struct {
 	net.Conn
-	timeout atomic.Int64 // ns; 0 = no deadline (heartbeats disabled)
-	next    time.Time    // deadline last set
+	timeout  atomic.Int64 // the heartbeat interval, ns; 0 = no deadlines
+	next     time.Time    // write deadline last set
+	readNext int64        // read deadline last set, Unix ns; 0 = none, -1 = unknown
+}
+
+// Read refreshes the read deadline before each read from the socket (not
+// before each command: most commands come from what is already buffered).
+func (d *deadlineConn) Read(p []byte) (int, error) {
+	if t := d.timeout.Load(); t > 0 {
+		now := time.Now().UnixNano()
+		if left := d.readNext - now; left < 2*t-t/16 || left > 2*t {
+			d.readNext = now + 2*t
+			d.Conn.SetReadDeadline(time.Unix(0, d.readNext))
+		}
+	} else if d.readNext != 0 {
+		d.readNext = 0
+		d.Conn.SetReadDeadline(time.Time{})
+	}
+	return d.Conn.Read(p)
 }
 
 func (d *deadlineConn) Write(p []byte) (int, error) {

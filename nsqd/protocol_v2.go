@@ -70,8 +70,8 @@ func (n *NSQD) endV2(c *client, err error) {
 
 // commandLoop reads commands until an error or a fatal protocol error, or
 // until it returns errFreshStack (see runV2). Its frame stays small because
-// an idle connection keeps it on the stack: the work is in run and
-// updateReadDeadline.
+// an idle connection keeps it on the stack: the work is in run. Read
+// deadlines are deadlineConn's.
 func (c *client) commandLoop() error {
 	for {
 		if c.r.Buffered() == 0 {
@@ -83,7 +83,6 @@ func (c *client) commandLoop() error {
 				return errFreshStack
 			}
 		}
-		c.updateReadDeadline()
 		line, err := c.r.ReadSlice('\n')
 		if err != nil {
 			if errors.Is(err, bufio.ErrBufferFull) {
@@ -94,28 +93,6 @@ func (c *client) commandLoop() error {
 		if err := c.run(line); err != nil {
 			return err
 		}
-	}
-}
-
-// updateReadDeadline keeps the read deadline at 2 x heartbeat after the last
-// command. Moving a deadline costs a timer update, so it moves only once 1/16
-// of the interval has passed: the connection may close up to that much early.
-// Not inlined, to keep commandLoop's frame small.
-//
-//go:noinline
-func (c *client) updateReadDeadline() {
-	c.mu.Lock()
-	hb := c.heartbeatInterval
-	c.mu.Unlock()
-	if hb > 0 {
-		now := time.Now().UnixNano()
-		if left := c.readDeadline - now; left < int64(2*hb-hb/16) || left > int64(2*hb) {
-			c.readDeadline = now + int64(2*hb)
-			c.conn.SetReadDeadline(time.Unix(0, c.readDeadline))
-		}
-	} else if c.readDeadline != 0 {
-		c.readDeadline = 0
-		c.conn.SetReadDeadline(time.Time{})
 	}
 }
 

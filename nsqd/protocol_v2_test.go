@@ -1196,3 +1196,41 @@ func TestV2DisconnectRequeuesInFlight(t *testing.T) {
 		}
 	}
 }
+
+// A client silent for two heartbeat intervals is dropped; one that keeps
+// sending, even commands split across packets, is not.
+func TestReadDeadlineTwoHeartbeats(t *testing.T) {
+	n := startNSQD(t, testOptions(t))
+	silent, busy := dialRaw(t, n), dialRaw(t, n)
+	for _, c := range []*rawConn{silent, busy} {
+		c.send("IDENTIFY", []byte(`{"heartbeat_interval":1000}`))
+		c.expect(frameResponse, "OK")
+	}
+	start := time.Now()
+	closed := make(chan time.Duration, 1)
+	go func() {
+		silent.SetReadDeadline(time.Now().Add(10 * time.Second))
+		for {
+			if _, _, err := readFrameFrom(silent.r); err != nil {
+				closed <- time.Since(start)
+				return
+			}
+		}
+	}()
+	for time.Since(start) < 3*time.Second {
+		busy.write([]byte("NO"))
+		time.Sleep(150 * time.Millisecond)
+		busy.write([]byte("P\n"))
+		time.Sleep(150 * time.Millisecond)
+	}
+	select {
+	case d := <-closed:
+		if d < 2*time.Second-time.Second/16-100*time.Millisecond {
+			t.Errorf("silent client dropped after %v, want about 2 heartbeats (2 s)", d)
+		}
+	default:
+		t.Fatal("silent client not dropped after 3 s (2 heartbeats = 2 s)")
+	}
+	busy.send("PUB t", []byte("still here"))
+	busy.expect(frameResponse, "OK")
+}
