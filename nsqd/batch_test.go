@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"testing"
 )
 
@@ -104,5 +105,52 @@ func TestHexID(t *testing.T) {
 		if want := fmt.Sprintf("%016x", v); string(id[:]) != want {
 			t.Fatalf("hexID(%#x) = %s, want %s", v, id[:], want)
 		}
+	}
+}
+
+// The queue against a plain slice: random pushes of Messages and batches of
+// random sizes, pops of random sizes through the ring's wrap-around and
+// growth, in order and counted.
+func TestQueueRunsModel(t *testing.T) {
+	f := newGUIDFactory(1)
+	var q msgQueue
+	var model []string
+	seq := 0
+	next := func() string { seq++; return strconv.Itoa(seq) }
+	for step := range 20000 {
+		switch r := rand.IntN(10); {
+		case r < 3:
+			body := next()
+			q.push(&Message{Body: []byte(body)})
+			model = append(model, body)
+		case r < 6:
+			b := &pubBatch{guid: f, idStart: f.reserve(0)}
+			for range rand.IntN(300) {
+				body := next()
+				b.bodies = append(b.bodies, []byte(body))
+				model = append(model, body)
+			}
+			q.pushBatch(b)
+		default:
+			k := rand.IntN(400)
+			got := q.popN(nil, k)
+			want := model[:min(k, len(model))]
+			model = model[len(want):]
+			if len(got) != len(want) {
+				t.Fatalf("step %d: popped %d, want %d", step, len(got), len(want))
+			}
+			for i, m := range got {
+				if string(m.Body) != want[i] {
+					t.Fatalf("step %d: message %d is %q, want %q", step, i, m.Body, want[i])
+				}
+			}
+		}
+		if q.len() != len(model) {
+			t.Fatalf("step %d: len %d, want %d", step, q.len(), len(model))
+		}
+	}
+	rest := q.drain()
+	if len(rest) != len(model) || q.len() != 0 {
+		t.Fatalf("drain: %d messages, want %d; len after %d", len(rest), len(model), q.len())
 	}
 }

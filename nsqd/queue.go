@@ -5,20 +5,28 @@ import (
 	"unsafe"
 )
 
-// msgQueue is a FIFO of messages: a ring buffer that grows as needed and
-// gives its memory back once drained, so idle topics and channels cost
-// nothing. Not safe for concurrent use.
+// msgQueue is a FIFO of messages: a ring buffer of runs that grows as
+// needed and gives its memory back once drained, so idle topics and
+// channels cost nothing. Not safe for concurrent use.
 //
-// A slot holds either a *Message or one message of a pubBatch, which
-// becomes a Message only when it is popped: a message waiting in memory
-// costs its body, its slot and its share of the batch, not a Message.
+// A run is one *Message or a range of a pubBatch's messages, which become
+// Messages only when they are popped: a publish waiting in memory costs its
+// bodies and one 16-byte run, not a Message and a slot per message.
 type msgQueue struct {
-	buf  []queueSlot
-	head int
-	n    int
+	runs  []queueRun // ring
+	head  int        // index in runs of the first run
+	nruns int
+	n     int // messages
 }
 
-// queueSlot is a *Message (i < 0) or message i of a *pubBatch, in 16 bytes.
+// queueRun is a *Message (from < 0) or messages [from, to) of a *pubBatch.
+type queueRun struct {
+	p        unsafe.Pointer
+	from, to int32
+}
+
+// queueSlot is one popped message: a *Message (i < 0) or message i of a
+// *pubBatch.
 type queueSlot struct {
 	p unsafe.Pointer
 	i int
@@ -27,35 +35,29 @@ type queueSlot struct {
 func (q *msgQueue) len() int { return q.n }
 
 func (q *msgQueue) push(m *Message) {
-	if q.n == len(q.buf) {
-		q.grow(1)
-	}
-	q.buf[(q.head+q.n)%len(q.buf)] = queueSlot{unsafe.Pointer(m), -1}
+	q.pushRun(queueRun{unsafe.Pointer(m), -1, 0})
 	q.n++
 }
 
 // pushBatch queues every message of b.
 func (q *msgQueue) pushBatch(b *pubBatch) {
-	if q.n+len(b.bodies) > len(q.buf) {
-		q.grow(len(b.bodies))
+	if len(b.bodies) == 0 {
+		return
 	}
-	for i := range b.bodies {
-		q.buf[(q.head+q.n)%len(q.buf)] = queueSlot{unsafe.Pointer(b), i}
-		q.n++
-	}
+	q.pushRun(queueRun{unsafe.Pointer(b), 0, int32(len(b.bodies))})
+	q.n += len(b.bodies)
 }
 
-// grow makes room for at least n more slots.
-func (q *msgQueue) grow(n int) {
-	size := max(16, 2*len(q.buf))
-	for size < q.n+n {
-		size *= 2
+func (q *msgQueue) pushRun(r queueRun) {
+	if q.nruns == len(q.runs) {
+		nr := make([]queueRun, max(8, 2*len(q.runs)))
+		for i := range q.nruns {
+			nr[i] = q.runs[(q.head+i)%len(q.runs)]
+		}
+		q.runs, q.head = nr, 0
 	}
-	nb := make([]queueSlot, size)
-	for i := range q.n {
-		nb[i] = q.buf[(q.head+i)%len(q.buf)]
-	}
-	q.buf, q.head = nb, 0
+	q.runs[(q.head+q.nruns)%len(q.runs)] = r
+	q.nruns++
 }
 
 // popN appends up to max messages to dst.
@@ -64,19 +66,35 @@ func (q *msgQueue) popN(dst []*Message, max int) []*Message {
 	return materialize(dst, slots)
 }
 
-// popSlots appends up to max slots to dst, for materialize to turn into
-// Messages (outside the lock that guards the queue).
+// popSlots appends up to max messages to dst as slots, for materialize to
+// turn into Messages (outside the lock that guards the queue).
 func (q *msgQueue) popSlots(dst []queueSlot, max int) []queueSlot {
-	for ; max > 0 && q.n > 0; max-- {
-		dst = append(dst, q.buf[q.head])
-		q.buf[q.head] = queueSlot{}
-		q.head = (q.head + 1) % len(q.buf)
-		q.n--
+	for max > 0 && q.nruns > 0 {
+		r := &q.runs[q.head]
+		if r.from < 0 {
+			dst = append(dst, queueSlot{r.p, -1})
+			r.from, r.to = 0, 0
+			max--
+			q.n--
+		} else {
+			k := min(max, int(r.to-r.from))
+			for i := range k {
+				dst = append(dst, queueSlot{r.p, int(r.from) + i})
+			}
+			r.from += int32(k)
+			max -= k
+			q.n -= k
+		}
+		if r.from == r.to {
+			*r = queueRun{}
+			q.head = (q.head + 1) % len(q.runs)
+			q.nruns--
+		}
 	}
-	if q.n == 0 {
+	if q.nruns == 0 {
 		q.head = 0
-		if len(q.buf) > 1024 {
-			q.buf = nil
+		if len(q.runs) > 1024 {
+			q.runs = nil
 		}
 	}
 	return dst
@@ -105,7 +123,7 @@ func materialize(dst []*Message, slots []queueSlot) []*Message {
 // drain removes and returns everything.
 func (q *msgQueue) drain() []*Message {
 	out := q.popN(make([]*Message, 0, q.n), q.n)
-	q.buf, q.head = nil, 0
+	q.runs, q.head = nil, 0
 	return out
 }
 
