@@ -923,6 +923,29 @@ func TestFeatureIdentifyNegotiation(t *testing.T) {
 		}
 	})
 
+	t.Run("tls_v1 handshake dribbled", func(t *testing.T) {
+		// A client that sends its ClientHello a byte at a time is dropped
+		// at the handshake's 5 s deadline, which the reads do not move.
+		c := dialRaw(t, n.TCPAddr)
+		c.identify(map[string]any{"client_id": "slow_tls", "tls_v1": true})
+		start := time.Now()
+		hello := []byte{0x16, 0x03, 0x01, 0x01, 0x00} // a handshake record of 256 bytes
+		hello = append(hello, make([]byte, 256)...)
+		for i := 0; i < len(hello) && time.Since(start) < 10*time.Second; i++ {
+			c.tcp.SetWriteDeadline(time.Now().Add(time.Second))
+			if _, err := c.tcp.Write(hello[i : i+1]); err != nil {
+				break // closed
+			}
+			c.tcp.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+			if _, err := c.tcp.Read(make([]byte, 64)); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+				break // closed
+			}
+		}
+		if d := time.Since(start); d < 4*time.Second || d > 7*time.Second {
+			t.Errorf("dribbling TLS client dropped after %v, want about 5 s", d)
+		}
+	})
+
 	t.Run("tls_v1", func(t *testing.T) {
 		c := dialRaw(t, n.TCPAddr)
 		_, r := c.identify(map[string]any{"client_id": "raw_tls", "tls_v1": true})

@@ -148,11 +148,15 @@ type deadlineConn struct {
 	timeout  atomic.Int64 // the heartbeat interval, ns; 0 = no deadlines
 	next     time.Time    // write deadline last set
 	readNext int64        // read deadline last set, Unix ns; 0 = none, -1 = unknown
+	readHold bool         // reads leave the deadline alone (TLS handshake)
 }
 
 // Read refreshes the read deadline before each read from the socket (not
 // before each command: most commands come from what is already buffered).
 func (d *deadlineConn) Read(p []byte) (int, error) {
+	if d.readHold {
+		return d.Conn.Read(p)
+	}
 	if t := d.timeout.Load(); t > 0 {
 		now := time.Now().UnixNano()
 		if left := d.readNext - now; left < 2*t-t/16 || left > 2*t {

@@ -85,8 +85,13 @@ func (c *client) upgrade(tlsOn, snappyOn, deflateOn bool, level int) error {
 	var rd io.Reader = c.r
 	if tlsOn {
 		tc := tls.Server(readerConn{Conn: c.conn, r: c.r}, c.nsqd.tlsConfig)
+		// The handshake's 5 s deadline holds: reads do not move it.
+		dc := c.conn.(*deadlineConn)
+		dc.readHold = true
 		tc.SetDeadline(time.Now().Add(5 * time.Second))
-		if err := tc.Handshake(); err != nil {
+		err := tc.Handshake()
+		dc.readHold, dc.readNext = false, 0
+		if err != nil {
 			return err
 		}
 		tc.SetDeadline(time.Time{})
