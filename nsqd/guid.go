@@ -44,14 +44,6 @@ func (f *guidFactory) reserve(n int) int64 {
 	return start
 }
 
-// fill writes len(ids) new IDs.
-func (f *guidFactory) fill(ids []MessageID) {
-	p := f.reserve(len(ids))
-	for i := range ids {
-		f.id(&ids[i], p+int64(i))
-	}
-}
-
 // id writes the ID of position p.
 func (f *guidFactory) id(id *MessageID, p int64) {
 	ts, seq := p>>guidSeqBits, p&guidSeqMask
