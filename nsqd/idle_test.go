@@ -1,6 +1,7 @@
 package nsqd
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net"
 	"runtime"
@@ -19,17 +20,42 @@ func BenchmarkIdleConsumerMemory(b *testing.B) {
 		runtime.GC()
 		runtime.ReadMemStats(&before)
 		cs := make([]net.Conn, 0, conns)
-		for i := range conns {
+		for range conns {
 			c, err := net.Dial("tcp", n.TCPAddr().String())
 			if err != nil {
 				b.Fatal(err)
 			}
-			fmt.Fprintf(c, "  V2SUB idle ch%d\n", i%10)
+			// As go-nsq does: IDENTIFY, then SUB, then RDY, each once the
+			// previous one is answered.
+			identify := `{"client_id":"idle","feature_negotiation":true,"heartbeat_interval":30000}`
+			fmt.Fprintf(c, "  V2IDENTIFY\n%s%s", binary.BigEndian.AppendUint32(nil, uint32(len(identify))), identify)
 			cs = append(cs, c)
 		}
 		eventually(b, 30*time.Second, func() bool { return len(n.clientList()) == conns }, "all connected")
 		for _, c := range n.clientList() {
+			for {
+				c.mu.Lock()
+				ok := c.identified
+				c.mu.Unlock()
+				if ok {
+					break
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}
+		for i, c := range cs {
+			fmt.Fprintf(c, "SUB idle ch%d\n", i%10)
+		}
+		for _, c := range n.clientList() {
 			for c.state.Load() != stateSubscribed {
+				time.Sleep(time.Millisecond)
+			}
+		}
+		for _, c := range cs {
+			fmt.Fprintf(c, "RDY 1\n")
+		}
+		for _, c := range n.clientList() {
+			for c.rdy.Load() != 1 {
 				time.Sleep(time.Millisecond)
 			}
 		}

@@ -36,7 +36,7 @@ var errFreshStack = errors.New("continue on a fresh stack")
 
 // runV2 runs the command loop. A goroutine's stack grows to fit its deepest
 // call and shrinks again only when less than a quarter of it is in use. The
-// rare commands (IDENTIFY, AUTH, SUB, RDY, CLS) go deep enough to grow the
+// rare commands (IDENTIFY, AUTH, SUB) go deep enough to grow the
 // command loop's stack to 4 KiB, while a loop blocked in Read uses about
 // 1 KiB, just too much for the runtime to give half of it back. So after one
 // of them, once its response is flushed, the loop goes on in a new goroutine
@@ -134,7 +134,7 @@ func (c *client) exec(params [][]byte) ([]byte, error) {
 	switch string(cmd) {
 	case "FIN", "PUB", "MPUB", "DPUB":
 		c.growReader()
-	case "IDENTIFY", "AUTH", "SUB", "RDY", "CLS":
+	case "IDENTIFY", "AUTH", "SUB":
 		c.freshStack = true
 	}
 	switch string(cmd) {
