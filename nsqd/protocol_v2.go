@@ -78,6 +78,9 @@ func (c *client) commandLoop() error {
 			if err := c.flushResponses(); err != nil {
 				return err
 			}
+			if c.growTo > 0 {
+				c.resizeReader()
+			}
 			if c.freshStack {
 				c.freshStack = false
 				return errFreshStack
@@ -132,8 +135,10 @@ func (c *client) exec(params [][]byte) ([]byte, error) {
 		return nil, protocol.Fatal("E_INVALID", fmt.Sprintf("cannot %s in current state (TLS required)", cmd))
 	}
 	switch string(cmd) {
-	case "FIN", "PUB", "MPUB", "DPUB":
-		c.growReader()
+	case "FIN":
+		c.wantReader(finReadBufferSize)
+	case "PUB", "MPUB", "DPUB":
+		c.wantReader(activeReadBufferSize)
 	case "IDENTIFY", "AUTH", "SUB":
 		c.freshStack = true
 	}
