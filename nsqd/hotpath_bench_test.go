@@ -93,7 +93,7 @@ func BenchmarkTopicFanOut(b *testing.B) {
 	}
 }
 
-// BenchmarkInFlight is one delivery and one FIN in a client's in-flight set
+// BenchmarkInFlight is one FIN and one delivery in a client's in-flight set
 // with 2,500 messages outstanding.
 func BenchmarkInFlight(b *testing.B) {
 	c := &client{inFlight: make(map[MessageID]*Message)}
@@ -110,9 +110,13 @@ func BenchmarkInFlight(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		m := msgs[i%window]
+		if c.inFlight[m.ID] != m {
+			b.Fatal("in-flight message not found")
+		}
 		delete(c.inFlight, m.ID)
 		c.inFlightList.remove(m)
 		m.deadline = now + int64(window+i)
+		hexID(&m.ID, uint64(window+i)) // every delivery has a new ID, as in nsqd
 		c.inFlight[m.ID] = m
 		c.inFlightList.add(m)
 		i++
