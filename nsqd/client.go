@@ -220,13 +220,34 @@ func (c *client) resizeReader() {
 	c.growTo = 0
 }
 
-// writer returns the output buffer, allocating it on first use. Callers
-// hold wmu.
+// outputBuffers holds the default-size output buffers of connections that
+// have nothing to send: a consumer keeps one only while it is delivering.
+var outputBuffers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, defaultBufferSize) }}
+
+// writer returns the output buffer, taking it on first use. Callers hold
+// wmu.
 func (c *client) writer() *bufio.Writer {
 	if c.w == nil {
-		c.w = bufio.NewWriterSize(c.out, max(c.wSize, 64))
+		if c.wSize == defaultBufferSize {
+			c.w = outputBuffers.Get().(*bufio.Writer)
+			c.w.Reset(c.out)
+		} else {
+			c.w = bufio.NewWriterSize(c.out, max(c.wSize, 64))
+		}
 	}
 	return c.w
+}
+
+// releaseWriter gives an empty default-size output buffer back to
+// outputBuffers; the pump calls it when it runs out of messages.
+func (c *client) releaseWriter() {
+	c.wmu.Lock()
+	if c.w != nil && c.w.Buffered() == 0 && !c.unflushed && c.w.Size() == defaultBufferSize {
+		c.w.Reset(nil)
+		outputBuffers.Put(c.w)
+		c.w = nil
+	}
+	c.wmu.Unlock()
 }
 
 // setOutput replaces the output (after an upgrade) or its buffer size; any
@@ -373,6 +394,7 @@ func (c *client) pump() {
 				return
 			}
 			pending = false
+			c.releaseWriter()
 		}
 		select {
 		case <-c.wake:

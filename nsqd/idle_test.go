@@ -107,3 +107,36 @@ func BenchmarkQueuedMessageMemory(b *testing.B) {
 		}
 	}
 }
+
+// A consumer holds its output buffer only while it delivers: once its pump
+// runs out of messages the buffer goes back to the pool, and the next
+// delivery takes one again.
+func TestIdleConsumerReleasesOutputBuffer(t *testing.T) {
+	n := startNSQD(t, testOptions(t))
+	topic, _ := n.GetTopic("t")
+	topic.GetChannel("c")
+	c := dialRaw(t, n)
+	c.send("SUB t c")
+	c.expect(frameResponse, "OK")
+	c.send("RDY 10")
+	cl := n.clientList()[0]
+	holding := func() bool {
+		cl.wmu.Lock()
+		defer cl.wmu.Unlock()
+		return cl.w != nil
+	}
+	for round := range 3 {
+		bodies := [][]byte{[]byte("a"), []byte("b"), []byte("c")}
+		if err := topic.PublishMulti(bodies); err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range bodies {
+			m := c.readMsg(5 * time.Second)
+			if m.body != string(want) {
+				t.Fatalf("round %d: got %q, want %q", round, m.body, want)
+			}
+			c.send("FIN " + m.id)
+		}
+		eventually(t, 5*time.Second, func() bool { return !holding() }, "round %d: output buffer released after delivery", round)
+	}
+}
