@@ -32,33 +32,29 @@ func BenchmarkIdleConsumerMemory(b *testing.B) {
 			cs = append(cs, c)
 		}
 		eventually(b, 30*time.Second, func() bool { return len(n.clientList()) == conns }, "all connected")
-		for _, c := range n.clientList() {
-			for {
-				c.mu.Lock()
-				ok := c.identified
-				c.mu.Unlock()
-				if ok {
-					break
+		all := func(what string, cond func(c *client) bool) {
+			eventually(b, 30*time.Second, func() bool {
+				for _, c := range n.clientList() {
+					if !cond(c) {
+						return false
+					}
 				}
-				time.Sleep(time.Millisecond)
-			}
+				return true
+			}, "every connection %s", what)
 		}
+		all("identified", func(c *client) bool {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			return c.identified
+		})
 		for i, c := range cs {
 			fmt.Fprintf(c, "SUB idle ch%d\n", i%10)
 		}
-		for _, c := range n.clientList() {
-			for c.state.Load() != stateSubscribed {
-				time.Sleep(time.Millisecond)
-			}
-		}
+		all("subscribed", func(c *client) bool { return c.state.Load() == stateSubscribed })
 		for _, c := range cs {
 			fmt.Fprintf(c, "RDY 1\n")
 		}
-		for _, c := range n.clientList() {
-			for c.rdy.Load() != 1 {
-				time.Sleep(time.Millisecond)
-			}
-		}
+		all("at RDY 1", func(c *client) bool { return c.rdy.Load() == 1 })
 		for range 4 { // each GC may halve a mostly unused stack
 			runtime.GC()
 		}
