@@ -481,7 +481,15 @@ func rbExpectRecovered(t *testing.T, n *nsqtest.NSQD, topic, why string) []strin
 	if ft, data := rbPub(t, n, topic, rbBody(key+"|")); ft != nsqtest.FrameTypeResponse || data != "OK" {
 		t.Fatalf("PUB %s after %s: frame type %d %q, want OK", topic, why, ft, data)
 	}
-	if status, body := rbPing(t, n.HTTPAddr); status != http.StatusOK || body != "OK" {
+	// The journal and nsqd.dat conditions clear on the sync loop's next
+	// tick, the disk-queue one with the PUB.
+	var status int
+	var body string
+	nsqtest.Eventually(t, 5*time.Second, func() bool {
+		status, body = rbPing(t, n.HTTPAddr)
+		return status == http.StatusOK
+	}, "GET /ping to answer 200 OK after "+why+" and a successful PUB")
+	if body != "OK" {
 		t.Errorf("GET /ping after %s and a successful PUB: %d %q, want 200 OK", why, status, body)
 	}
 	if h := n.Stats(t).Health; h != "OK" {

@@ -33,17 +33,19 @@ func (n *NSQD) newBackend(name string, j *journal) (*diskq.Queue, error) {
 	}
 	q, err := diskq.Open(name, n.dataPath(), dopts)
 	if err != nil {
-		n.setHealth(err)
-		return nil, fmt.Errorf("open disk queue %q: %w", name, err)
+		err = fmt.Errorf("open disk queue %q: %w", name, err)
+		n.health.fail(healthDiskQueue, err)
+		return nil, err
 	}
+	n.health.clear(healthDiskQueue)
 	return q, nil
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 64*1024); return &b }}
 
 // writeBackend appends messages to a disk queue in NSQ's storage format, in
-// one write. A failure marks the daemon unhealthy until the next successful
-// write.
+// one write. A failure sets the disk_queue health condition until the next
+// successful write (to any disk queue, as NSQ's health).
 func (n *NSQD) writeBackend(q *diskq.Queue, msgs []*Message) error {
 	if len(msgs) == 0 {
 		return nil
@@ -67,10 +69,11 @@ func (n *NSQD) writeBackend(q *diskq.Queue, msgs []*Message) error {
 		bufPool.Put(bp)
 	}
 	if err != nil {
-		n.setHealth(err)
-		return fmt.Errorf("write to disk queue: %w", err)
+		err = fmt.Errorf("write to disk queue: %w", err)
+		n.health.fail(healthDiskQueue, err)
+		return err
 	}
-	n.setHealth(nil)
+	n.health.clear(healthDiskQueue)
 	return nil
 }
 
@@ -106,14 +109,15 @@ func (n *NSQD) openJournal(name string, log *slog.Logger) (*journal, journalLoad
 		var err error
 		j, ld, err = openJournal(n.dataPath(), name, n.opts.MaxMsgSize, log)
 		if err != nil {
-			n.setHealth(err)
-			return nil, journalLoad{}, fmt.Errorf("open journal %q: %w", name, err)
+			err = fmt.Errorf("open journal %q: %w", name, err)
+			n.health.fail(healthJournal, err)
+			return nil, journalLoad{}, err
 		}
 	} else {
 		ld = readJournal(n.dataPath(), name, n.opts.MaxMsgSize, log)
 	}
 	if ld.damaged != nil {
-		n.setHealth(ld.damaged)
+		n.health.found(healthJournal, ld.damaged)
 	}
 	return j, ld, nil
 }
@@ -125,11 +129,14 @@ func (n *NSQD) syncDurable(q *diskq.Queue, j *journal) error {
 	if j == nil {
 		return nil
 	}
-	err := errors.Join(q.SyncData(), j.sync())
-	if err != nil {
-		n.setHealth(err)
+	qerr, jerr := q.SyncData(), j.sync()
+	if qerr != nil {
+		n.health.fail(healthDiskQueue, qerr)
 	}
-	return err
+	if jerr != nil {
+		n.health.fail(healthJournal, jerr)
+	}
+	return errors.Join(qerr, jerr)
 }
 
 // dataPath is --data-path, or the working directory when it is empty.

@@ -244,9 +244,9 @@ func TestHTTPPing(t *testing.T) {
 	if got := hdr.Get("X-Nsq-Content-Type"); got != "" {
 		t.Errorf("X-NSQ-Content-Type = %q, want none on a plain-text endpoint", got)
 	}
-	h.n.setHealth(errors.New("disk full"))
-	h.check(t, httpCase{"GET", "/ping", reqBody{}, 500, "NOK - disk full"})
-	h.n.setHealth(nil)
+	h.n.health.fail(healthDiskQueue, errors.New("disk full"))
+	h.check(t, httpCase{"GET", "/ping", reqBody{}, 500, "NOK - disk_queue: disk full"})
+	h.n.health.clear(healthDiskQueue)
 	h.check(t, httpCase{"GET", "/ping", reqBody{}, 200, "OK"})
 }
 

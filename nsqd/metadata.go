@@ -55,7 +55,7 @@ func (n *NSQD) loadMetadata() error {
 		m = n.metadataFromDiskQueues()
 		err = fmt.Errorf("%s was damaged (kept as %s; %d topics recovered from disk queues, paused states lost): %w", fn, bad, len(m.Topics), err)
 		n.logger.Error("NSQ: failed to parse metadata", "file", fn, "err", err)
-		n.setHealth(err)
+		n.health.found(healthMetadata, err)
 	}
 	for _, tm := range m.Topics {
 		if !protocol.IsValidTopicName(tm.Name) {
@@ -117,10 +117,21 @@ func (n *NSQD) metadataFromDiskQueues() metadata {
 	return m
 }
 
-// PersistMetadata rewrites nsqd.dat now (temp file, fsync, rename).
+// PersistMetadata rewrites nsqd.dat now (temp file, fsync, rename). A
+// failure sets the metadata health condition (and the sync loop retries);
+// a success clears it.
 func (n *NSQD) PersistMetadata() error {
 	n.persistMu.Lock()
 	defer n.persistMu.Unlock()
+	if err := n.writeMetadataLocked(); err != nil {
+		n.health.fail(healthMetadata, err)
+		return err
+	}
+	n.health.clear(healthMetadata)
+	return nil
+}
+
+func (n *NSQD) writeMetadataLocked() error {
 	m := metadata{Topics: []topicMetadata{}, Version: version.Binary}
 	for _, t := range n.topicList() {
 		if t.ephemeral {

@@ -61,8 +61,11 @@ var (
 		"Quantiles of the time from publish to FIN on the channel, in the --e2e-processing-latency-window-time window.",
 		[]string{"topic", "channel", "quantile"}, nil)
 
-	descProducers = prometheus.NewDesc("nsq_producers", "Connected clients that have published.", nil, nil)
-	descHealth    = prometheus.NewDesc("nsq_health", "1 while the daemon is healthy (its last disk-queue write succeeded), else 0.", nil, nil)
+	descProducers       = prometheus.NewDesc("nsq_producers", "Connected clients that have published.", nil, nil)
+	descHealth          = prometheus.NewDesc("nsq_health", "1 while every health condition is healthy (as /ping answers OK), else 0.", nil, nil)
+	descHealthCondition = prometheus.NewDesc("nsq_health_condition",
+		"1 while the named part of the daemon is healthy, else 0 (disk_queue: the last disk-queue write failed; journal: a durable journal write failed; metadata: nsqd.dat could not be written, or was found damaged at startup; free_disk: below --min-free-disk-bytes).",
+		[]string{"condition"}, nil)
 )
 
 // metricsCollector turns one Stats snapshot per scrape into metrics.
@@ -73,7 +76,7 @@ func (m *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 		descTopicDepth, descTopicBackendDepth, descTopicMessages, descTopicMessageBytes, descTopicPaused, descTopicLatency,
 		descChannelDepth, descChannelBackendDepth, descChannelInFlight, descChannelDeferred, descChannelMessages,
 		descChannelRequeued, descChannelTimedOut, descChannelClients, descChannelPaused, descChannelLatency,
-		descProducers, descHealth,
+		descProducers, descHealth, descHealthCondition,
 	} {
 		ch <- d
 	}
@@ -118,7 +121,10 @@ func (m *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	emit(descProducers, gauge, float64(producers))
-	emit(descHealth, gauge, boolValue(m.n.Health() == nil))
+	emit(descHealth, gauge, boolValue(st.Health == "OK"))
+	for _, hc := range st.HealthConditions {
+		emit(descHealthCondition, gauge, boolValue(hc.OK), hc.Condition)
+	}
 }
 
 func boolValue(b bool) float64 {

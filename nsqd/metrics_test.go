@@ -184,18 +184,39 @@ func TestMetrics(t *testing.T) {
 	}
 }
 
-// An unhealthy daemon reports nsq_health 0.
+// An unhealthy daemon reports nsq_health 0, and nsq_health_condition 0 for
+// the failing condition only.
 func TestMetricsHealth(t *testing.T) {
 	n := startNSQD(t, testOptions(t))
 	srv := httptest.NewServer(n.metricsHandler())
 	defer srv.Close()
-	n.setHealth(errors.New("disk full"))
-	if got, ok := metricValue(scrape(t, srv.URL), "nsq_health"); !ok || got != 0 {
+	mfs := scrape(t, srv.URL)
+	for _, c := range healthConditionNames {
+		if got, ok := metricValue(mfs, "nsq_health_condition", "condition", c); !ok || got != 1 {
+			t.Errorf("nsq_health_condition{condition=%q} = %v (found %v), want 1", c, got, ok)
+		}
+	}
+	n.health.fail(healthMetadata, errors.New("disk full"))
+	mfs = scrape(t, srv.URL)
+	if got, ok := metricValue(mfs, "nsq_health"); !ok || got != 0 {
 		t.Errorf("nsq_health = %v (found %v), want 0", got, ok)
 	}
-	n.setHealth(nil)
-	if got, _ := metricValue(scrape(t, srv.URL), "nsq_health"); got != 1 {
+	for _, c := range healthConditionNames {
+		want := 1.0
+		if c == "metadata" {
+			want = 0
+		}
+		if got, _ := metricValue(mfs, "nsq_health_condition", "condition", c); got != want {
+			t.Errorf("nsq_health_condition{condition=%q} = %v, want %v", c, got, want)
+		}
+	}
+	n.health.clear(healthMetadata)
+	mfs = scrape(t, srv.URL)
+	if got, _ := metricValue(mfs, "nsq_health"); got != 1 {
 		t.Errorf("nsq_health = %v, want 1", got)
+	}
+	if got, _ := metricValue(mfs, "nsq_health_condition", "condition", "metadata"); got != 1 {
+		t.Errorf("nsq_health_condition{condition=\"metadata\"} = %v after clearing, want 1", got)
 	}
 	if got, _ := metricValue(scrape(t, srv.URL), "nsq_producers"); got != 0 {
 		t.Errorf("nsq_producers = %v, want 0", got)

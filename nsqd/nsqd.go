@@ -49,7 +49,7 @@ type NSQD struct {
 	exiting    atomic.Bool
 	persistCh  chan struct{} // cap 1: nsqd.dat needs rewriting
 	persistMu  sync.Mutex
-	health     atomic.Pointer[error]
+	health     health
 	lookupAddr atomic.Pointer[[]string]
 	lookup     *lookupManager
 	tlsConfig  *tls.Config // nil without --tls-cert/--tls-key
@@ -167,24 +167,6 @@ func (n *NSQD) Options() *Options { return n.opts }
 
 // StartTime is when New was called.
 func (n *NSQD) StartTime() time.Time { return n.startTime }
-
-// Health is nil while the last disk-queue write succeeded.
-func (n *NSQD) Health() error {
-	if p := n.health.Load(); p != nil {
-		return *p
-	}
-	return nil
-}
-
-func (n *NSQD) setHealth(err error) {
-	if err == nil {
-		if n.health.Load() != nil {
-			n.health.Store(nil)
-		}
-		return
-	}
-	n.health.Store(&err)
-}
 
 // LogLevel is the current --log-level.
 func (n *NSQD) LogLevel() nsqlog.Level { return nsqlog.Level(n.level.Load()) }
@@ -508,7 +490,6 @@ func (n *NSQD) persistCreated() {
 	}
 	if err := n.PersistMetadata(); err != nil {
 		n.logger.Error("NSQ: failed to persist metadata", "err", err)
-		n.setHealth(err)
 	}
 }
 
@@ -532,7 +513,10 @@ func (n *NSQD) persistLoop(ctx context.Context) {
 	for {
 		select {
 		case <-n.persistCh:
-			if err := n.PersistMetadata(); err != nil {
+			// A failed write is retried every sync-loop tick: log the
+			// first failure, not every retry.
+			retry := n.health.failing(healthMetadata)
+			if err := n.PersistMetadata(); err != nil && !retry {
 				n.logger.Error("NSQ: failed to persist metadata", "err", err)
 			}
 		case <-ctx.Done():
@@ -586,26 +570,34 @@ func (n *NSQD) syncLoop(ctx context.Context) {
 			return
 		}
 		n.checkFreeDisk()
+		if n.health.failing(healthMetadata) {
+			n.persistSoon() // retry a failed nsqd.dat write
+		}
 		now := time.Now()
+		mark := n.health.mark(healthJournal)
+		journalsOK := true
 		for _, t := range n.topicList() {
 			if t.backend != nil {
 				if err := t.backend.MaybeSync(now); err != nil {
-					n.setHealth(err)
+					n.health.fail(healthDiskQueue, err)
 				}
 			}
 			if t.journal != nil {
-				n.maintainJournal(t.journal, nil)
+				journalsOK = n.maintainJournal(t.journal, nil) && journalsOK
 			}
 			for _, c := range t.channelList() {
 				if c.backend != nil {
 					if err := c.backend.MaybeSync(now); err != nil {
-						n.setHealth(err)
+						n.health.fail(healthDiskQueue, err)
 					}
 				}
 				if c.journal != nil {
-					n.maintainJournal(c.journal, c)
+					journalsOK = n.maintainJournal(c.journal, c) && journalsOK
 				}
 			}
+		}
+		if journalsOK && n.opts.Durable {
+			n.health.clearUnchanged(healthJournal, mark)
 		}
 	}
 }
@@ -614,8 +606,9 @@ func (n *NSQD) syncLoop(ctx context.Context) {
 // disk queue's reads they cover) and compacts it once it has grown well
 // past its live messages. A channel's disk queue read position is made
 // durable first: the finished records compaction drops are what recognises
-// messages read again after a crash.
-func (n *NSQD) maintainJournal(j *journal, c *Channel) {
+// messages read again after a crash. It reports false when a write or the
+// compaction failed (the journal health condition is set then).
+func (n *NSQD) maintainJournal(j *journal, c *Channel) bool {
 	var err error
 	if c != nil {
 		c.diskMu.Lock()
@@ -625,32 +618,37 @@ func (n *NSQD) maintainJournal(j *journal, c *Channel) {
 		err = j.flush()
 	}
 	if err != nil {
-		if !errors.Is(err, ErrExiting) {
-			n.logger.Error("JOURNAL: write failed", "file", j.path, "err", err)
-			n.setHealth(err)
+		if errors.Is(err, ErrExiting) {
+			return true
 		}
-		return
+		n.logger.Error("JOURNAL: write failed", "file", j.path, "err", err)
+		n.health.fail(healthJournal, err)
+		return false
 	}
 	if !j.needsCompaction() {
-		return
+		return true
 	}
 	if c != nil {
 		if err := c.backend.Sync(); err != nil {
 			n.logger.Error("JOURNAL: not compacted, disk queue sync failed", "file", j.path, "err", err)
-			return
+			n.health.fail(healthDiskQueue, err)
+			return true
 		}
 	}
 	if err := j.compact(); err != nil {
 		n.logger.Error("JOURNAL: compaction failed", "file", j.path, "err", err)
-		n.setHealth(err)
+		n.health.fail(healthJournal, err)
+		return false
 	}
+	return true
 }
 
 // ErrDiskLow refuses a publish while the data path's free space is below
 // --min-free-disk-bytes, before the disk is actually full.
 var ErrDiskLow = errors.New("disk free space below --min-free-disk-bytes")
 
-// checkFreeDisk updates diskLow (and health) from the data path's free space.
+// checkFreeDisk updates diskLow (and the free_disk health condition) from
+// the data path's free space.
 func (n *NSQD) checkFreeDisk() {
 	min := n.opts.MinFreeDiskBytes
 	if min <= 0 {
@@ -666,10 +664,10 @@ func (n *NSQD) checkFreeDisk() {
 		if low {
 			err := fmt.Errorf("%w: %d bytes free on %s", ErrDiskLow, free, n.dataPath())
 			n.logger.Error("NSQ: refusing publishes", "err", err)
-			n.setHealth(err)
+			n.health.fail(healthFreeDisk, err)
 		} else {
 			n.logger.Info("NSQ: accepting publishes again", "free", free)
-			n.setHealth(nil)
+			n.health.clear(healthFreeDisk)
 		}
 	}
 }

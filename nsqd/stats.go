@@ -19,6 +19,9 @@ type Stats struct {
 	Topics    []TopicStats  `json:"topics"`
 	Memory    *MemStats     `json:"memory,omitempty"`
 	Producers []ClientStats `json:"producers"`
+	// HealthConditions (an addition to NSQ's JSON) lists each part of the
+	// daemon that health is made of; Health joins the failing ones.
+	HealthConditions []HealthCondition `json:"health_conditions"`
 }
 
 // TopicStats describes one topic.
@@ -129,6 +132,7 @@ func (n *NSQD) Stats(topic, channel string, includeClients bool) Stats {
 	if err := n.Health(); err != nil {
 		s.Health = "NOK - " + err.Error()
 	}
+	s.HealthConditions = n.HealthConditions()
 	var topics []*Topic
 	if topic == "" {
 		topics = n.topicList()
