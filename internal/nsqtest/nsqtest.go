@@ -233,8 +233,9 @@ func (p *Process) Exited() <-chan struct{} { return p.exited }
 // Output returns the last 64 KiB the process wrote to stdout and stderr.
 func (p *Process) Output() string { return p.out.String() }
 
-// WaitPing waits until GET http://httpAddr/ping answers 200 "OK", and fails
-// the test if p exits first or it takes too long.
+// WaitPing waits until GET http://httpAddr/ping answers 200 "OK" (or nsqd's
+// 500 "NOK - ...": serving, but unhealthy, as on a damaged data path), and
+// fails the test if p exits first or it takes too long.
 func WaitPing(t testing.TB, p *Process, httpAddr string) {
 	t.Helper()
 	if err := waitPing(p, httpAddr); err != nil {
@@ -250,7 +251,8 @@ func waitPing(p *Process, httpAddr string) error {
 		if err == nil {
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK && string(body) == "OK" {
+			if resp.StatusCode == http.StatusOK && string(body) == "OK" ||
+				resp.StatusCode == http.StatusInternalServerError && strings.HasPrefix(string(body), "NOK - ") {
 				return nil
 			}
 		}
@@ -277,8 +279,9 @@ type NSQD struct {
 // StartNSQD runs the built nsqd with --tcp-address and --http-address on free
 // loopback ports and --data-path=t.TempDir(), followed by args. When args set
 // --data-path=DIR (to restart on an earlier nsqd's DataPath), that is used. It
-// returns once GET /ping answers OK. If the ports were taken in the meantime
-// it retries on new ones.
+// returns once GET /ping answers. If the ports were taken in the meantime
+// it retries on new ones. An unhealthy nsqd (/ping 500 "NOK - ...") counts
+// as started.
 func StartNSQD(t testing.TB, args ...string) *NSQD {
 	t.Helper()
 	dataPath := ""
@@ -367,6 +370,15 @@ type Stats struct {
 	StartTime int64         `json:"start_time"`
 	Topics    []TopicStats  `json:"topics"`
 	Producers []ClientStats `json:"producers"`
+	// HealthConditions is an addition to NSQ's JSON.
+	HealthConditions []HealthCondition `json:"health_conditions"`
+}
+
+// HealthCondition is one entry of Stats.HealthConditions.
+type HealthCondition struct {
+	Condition string `json:"condition"`
+	OK        bool   `json:"ok"`
+	Message   string `json:"message"`
 }
 
 // TopicStats is one topic in Stats.
