@@ -53,8 +53,7 @@ func (s *httpServer) graphite(req *http.Request, _ httprouter.Params) (any, erro
 		pw, _ := user.Password()
 		r.SetBasicAuth(user.Username(), pw)
 	}
-	client := &http.Client{Timeout: s.a.opts.HTTPClientRequestTimeout}
-	resp, err := client.Do(r)
+	resp, err := s.a.graphite.Do(r)
 	if err != nil {
 		return nil, fmt.Errorf("graphite query: %w", err)
 	}

@@ -3,10 +3,8 @@ package nsqadmin
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"log/slog"
-	"net"
 	"net/http"
 	"time"
 )
@@ -39,16 +37,12 @@ type notifier struct {
 // dropped (and logged) rather than slowing the UI down.
 const notifyQueueSize = 256
 
-func newNotifier(endpoint string, connectTimeout, requestTimeout time.Duration, tlsConfig *tls.Config, log *slog.Logger) *notifier {
-	dialer := &net.Dialer{Timeout: connectTimeout}
+func newNotifier(endpoint string, client *http.Client, log *slog.Logger) *notifier {
 	return &notifier{
 		endpoint: endpoint,
-		client: &http.Client{
-			Transport: &http.Transport{DialContext: dialer.DialContext, TLSClientConfig: tlsConfig},
-			Timeout:   requestTimeout,
-		},
-		log:   log,
-		queue: make(chan *adminAction, notifyQueueSize),
+		client:   client,
+		log:      log,
+		queue:    make(chan *adminAction, notifyQueueSize),
 	}
 }
 

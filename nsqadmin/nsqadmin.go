@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/nsqclone/nsq/internal/clusterinfo"
+	"github.com/nsqclone/nsq/internal/httpapi"
 	"github.com/nsqclone/nsq/internal/nsqlog"
 	"github.com/nsqclone/nsq/internal/version"
 )
@@ -41,6 +42,13 @@ type NSQAdmin struct {
 	cluster  *clusterinfo.Cluster
 	sampler  *sampler
 	notifier *notifier
+
+	// outbound posts notifications (with the --http-client-tls-* options),
+	// graphite queries --graphite-url (with Go's TLS defaults); both with
+	// the --http-client-*-timeout options, built once, their idle
+	// connections closed at shutdown.
+	outbound *http.Client
+	graphite *http.Client
 
 	listener net.Listener
 	server   *http.Server
@@ -103,7 +111,9 @@ func New(opts *Options) (*NSQAdmin, error) {
 	})
 	a.cluster = clusterinfo.NewCluster(a.client, a.Lookupds, opts.NSQDHTTPAddresses)
 	a.sampler = newSampler(a.cluster, opts.StatsSampleInterval, opts.StatsSampleWindow, opts.HTTPClientRequestTimeout, a.log)
-	a.notifier = newNotifier(opts.NotificationHTTPEndpoint, opts.HTTPClientConnectTimeout, opts.HTTPClientRequestTimeout, tlsConfig, a.log)
+	a.outbound = httpapi.NewClient(opts.HTTPClientConnectTimeout, opts.HTTPClientRequestTimeout, tlsConfig)
+	a.notifier = newNotifier(opts.NotificationHTTPEndpoint, a.outbound, a.log)
+	a.graphite = httpapi.NewClient(opts.HTTPClientConnectTimeout, opts.HTTPClientRequestTimeout, nil)
 
 	a.listener, err = net.Listen("tcp", opts.HTTPAddress)
 	if err != nil {
@@ -197,6 +207,8 @@ func (a *NSQAdmin) Run(ctx context.Context) error {
 	}
 	wg.Wait()
 	a.client.Close()
+	a.outbound.CloseIdleConnections()
+	a.graphite.CloseIdleConnections()
 	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
 		return fmt.Errorf("http server failed - %w", cause)
 	}

@@ -93,7 +93,7 @@ func (n *NSQD) queryAuthServer(addr, secret, remoteIP, commonName string, tlsOn 
 		return nil, err
 	}
 	req.Header.Set("Accept", "application/vnd.nsq; version=1.0")
-	resp, err := n.httpClient().Do(req)
+	resp, err := n.httpClient.Do(req)
 	if err != nil {
 		return nil, err
 	}

@@ -10,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"slices"
@@ -381,7 +380,7 @@ func (n *NSQD) lookupChannels(topic string) []string {
 		n.logger.Warn("LOOKUP: no available nsqlookupd to query for channels to pre-create", "topic", topic)
 		return nil
 	}
-	client := n.httpClient()
+	client := n.httpClient
 	var out []string
 	for _, a := range addrs {
 		u := "http://" + a + "/channels?topic=" + url.QueryEscape(topic)
@@ -406,15 +405,4 @@ func (n *NSQD) lookupChannels(topic string) []string {
 		}
 	}
 	return out
-}
-
-// httpClient is for outbound calls (lookupd, auth) with the
-// --http-client-*-timeout settings.
-func (n *NSQD) httpClient() *http.Client {
-	return &http.Client{
-		Timeout: n.opts.HTTPClientRequestTimeout,
-		Transport: &http.Transport{
-			DialContext: (&net.Dialer{Timeout: n.opts.HTTPClientConnectTimeout}).DialContext,
-		},
-	}
 }

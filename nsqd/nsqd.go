@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nsqclone/nsq/internal/httpapi"
 	"github.com/nsqclone/nsq/internal/nsqlog"
 	"github.com/nsqclone/nsq/internal/protocol"
 	"github.com/nsqclone/nsq/internal/version"
@@ -53,6 +54,10 @@ type NSQD struct {
 	lookupAddr atomic.Pointer[[]string]
 	lookup     *lookupManager
 	tlsConfig  *tls.Config // nil without --tls-cert/--tls-key
+	// httpClient makes the outbound calls (AUTH, lookupd's channels), with
+	// the --http-client-*-timeout settings; its idle connections are
+	// closed at shutdown.
+	httpClient *http.Client
 	// diskLow is set while free space is below --min-free-disk-bytes.
 	diskLow  atomic.Bool
 	freeDisk func(path string) (uint64, error) // statfs; replaced in tests
@@ -77,6 +82,7 @@ func New(opts *Options) (*NSQD, error) {
 		lookup:    &lookupManager{peers: make(map[string]*lookupPeer), changed: make(chan struct{}, 1)},
 		freeDisk:  freeDiskSpace,
 	}
+	n.httpClient = httpapi.NewClient(opts.HTTPClientConnectTimeout, opts.HTTPClientRequestTimeout, nil)
 	n.logLevel.Set(opts.LogLevel.Slog())
 	n.level.Store(int32(opts.LogLevel))
 	n.logger = opts.Logger
@@ -251,6 +257,7 @@ func (n *NSQD) Run(ctx context.Context) error {
 	wg.Wait()
 	stopLoops()
 	loops.Wait()
+	n.httpClient.CloseIdleConnections()
 
 	err := errors.Join(n.PersistMetadata(), n.closeTopics(), n.dirLock.unlock())
 	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {

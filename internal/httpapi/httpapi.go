@@ -1,7 +1,8 @@
 // Package httpapi holds what the HTTP APIs of nsqd, nsqlookupd and nsqadmin
 // share: an httprouter router answering unknown paths, wrong methods and
 // panics in NSQ's JSON; adapters writing NSQ's "V1" envelope and plain-text
-// responses; strict query-string parameters; and request logging.
+// responses; strict query-string parameters; request logging; and the
+// daemons' outbound HTTP client.
 package httpapi
 
 import (
