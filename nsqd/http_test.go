@@ -444,8 +444,11 @@ func TestHTTPStatsJSON(t *testing.T) {
 
 	_, body := h.statsJSON(t, "")
 	want := fmt.Sprintf(`{"version":"1.3.0","health":"OK","start_time":%d,"topics":[],"memory":{"heap_objects":`, h.n.StartTime().Unix())
-	if !strings.HasPrefix(body, want) || !strings.HasSuffix(body, `},"producers":null}`) {
-		t.Errorf("stats of an empty nsqd = %s, want %s...", body, want)
+	// NSQ's fields in NSQ's order, then the additions.
+	const tail = `},"producers":null,"health_conditions":[{"condition":"disk_queue","ok":true},{"condition":"journal","ok":true},` +
+		`{"condition":"metadata","ok":true},{"condition":"free_disk","ok":true}]}`
+	if !strings.HasPrefix(body, want) || !strings.HasSuffix(body, tail) {
+		t.Errorf("stats of an empty nsqd = %s, want %s...%s", body, want, tail)
 	}
 	for _, k := range []string{"heap_objects", "heap_idle_bytes", "heap_in_use_bytes", "heap_released_bytes",
 		"gc_pause_usec_100", "gc_pause_usec_99", "gc_pause_usec_95", "next_gc_bytes", "gc_total_runs"} {
@@ -507,7 +510,7 @@ func TestHTTPStatsJSON(t *testing.T) {
 			if strings.Contains(body, `"memory"`) {
 				t.Errorf("include_mem=false: memory present: %s", body)
 			}
-			if !strings.HasSuffix(body, `"producers":null}`) {
+			if !strings.Contains(body, `"producers":null,"health_conditions":`) {
 				t.Errorf("include_clients=false: %s, want \"producers\":null", body)
 			}
 			if len(s.Topics) != 1 || len(s.Topics[0].Channels) != 1 {
