@@ -52,7 +52,9 @@ type conditionState struct {
 	// bad is set while err or found is set: the hot path (a successful
 	// disk-queue write clearing its condition) reads only it.
 	bad atomic.Bool
-	// mu guards the fields below.
+	// mu guards the fields below. It is a leaf: taken under any other
+	// lock (a channel's diskMu in the sync loop), and nothing is locked
+	// while it is held.
 	mu    sync.Mutex
 	err   error   // current failure, cleared by its owner
 	found []error // found at startup, kept until restart
