@@ -558,6 +558,7 @@ func TestAppsNSQToFileTopicPattern(t *testing.T) {
 // run verbatim writes them to /tmp/test.<host>.<YYYY-MM-DD_HH>.log.
 func TestAppsSeedNSQToFile(t *testing.T) {
 	nsqtest.Binary(t, "nsqlookupd") // skips when it is not built
+	lockDefaultPorts(t)             // TestGoNSQSuite uses them too
 	for _, addr := range []string{"127.0.0.1:4160", "127.0.0.1:4161"} {
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
