@@ -19,17 +19,20 @@ import (
 
 // Request modes of --mode.
 const (
-	modeAll        = iota // any other value: every address, in order
-	modeRoundRobin        // round-robin
-	modeHostPool          // hostpool, epsilon-greedy
+	modeAll           = iota // any other value: every address, in order
+	modeRoundRobin           // round-robin
+	modeHostPool             // hostpool: in turn, skipping failing hosts
+	modeEpsilonGreedy        // epsilon-greedy: faster hosts get more requests
 )
 
 func parseMode(s string) int {
 	switch s {
 	case "round-robin":
 		return modeRoundRobin
-	case "hostpool", "epsilon-greedy":
+	case "hostpool":
 		return modeHostPool
+	case "epsilon-greedy":
+		return modeEpsilonGreedy
 	}
 	return modeAll
 }
@@ -69,7 +72,11 @@ func newPublisher(c *config, client *http.Client, logf func(string, ...any)) *pu
 		p.addrs = c.getAddrs
 	}
 	p.header.Set("User-Agent", fmt.Sprintf("%s v%s", tool, version.Binary))
-	p.pool = apputil.NewHostPool(p.addrs)
+	if p.mode == modeEpsilonGreedy {
+		p.pool = apputil.NewEpsilonGreedyHostPool(p.addrs)
+	} else {
+		p.pool = apputil.NewHostPool(p.addrs)
+	}
 	for _, a := range p.addrs {
 		p.perAddr[a] = apputil.NewTimerMetrics(c.statusEvery, fmt.Sprintf("[%s]:", a), logf)
 	}
@@ -89,10 +96,11 @@ func (p *publisher) HandleMessage(m *nsq.Message) error {
 		if err := p.send(addr, m.Body); err != nil {
 			return err
 		}
-	case modeHostPool:
+	case modeHostPool, modeEpsilonGreedy:
 		addr := p.pool.Get()
+		sent := time.Now()
 		err := p.send(addr, m.Body)
-		p.pool.Mark(addr, err)
+		p.pool.Mark(addr, time.Since(sent), err)
 		if err != nil {
 			return err
 		}

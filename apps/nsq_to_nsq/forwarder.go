@@ -10,14 +10,17 @@ import (
 
 // Publishing modes of --mode.
 const (
-	modeRoundRobin = iota // round-robin, and any unknown value
-	modeHostPool          // hostpool, epsilon-greedy
+	modeRoundRobin    = iota // round-robin, and any unknown value
+	modeHostPool             // hostpool: in turn, skipping failing hosts
+	modeEpsilonGreedy        // epsilon-greedy: faster destinations get more
 )
 
 func parseMode(s string) int {
 	switch s {
-	case "hostpool", "epsilon-greedy":
+	case "hostpool":
 		return modeHostPool
+	case "epsilon-greedy":
+		return modeEpsilonGreedy
 	}
 	return modeRoundRobin
 }
@@ -42,12 +45,16 @@ type forwarder struct {
 }
 
 func newForwarder(addrs []string, producers map[string]*nsq.Producer, mode int, filter *jsonFilter, statusEvery int, logf func(string, ...any)) *forwarder {
+	pool := apputil.NewHostPool(addrs)
+	if mode == modeEpsilonGreedy {
+		pool = apputil.NewEpsilonGreedyHostPool(addrs)
+	}
 	f := &forwarder{
 		addrs:     addrs,
 		producers: producers,
 		mode:      mode,
 		filter:    filter,
-		pool:      apputil.NewHostPool(addrs),
+		pool:      pool,
 		metrics:   apputil.NewTimerMetrics(statusEvery, "[aggregate]:", logf),
 		logf:      logf,
 		perAddr:   map[string]*apputil.TimerMetrics{},
@@ -82,15 +89,15 @@ func (f *forwarder) handler(destTopic string) nsq.HandlerFunc {
 		}
 
 		var addr string
-		if f.mode == modeHostPool {
-			addr = f.pool.Get()
-		} else {
+		if f.mode == modeRoundRobin {
 			// The first message goes to the first address.
 			addr = f.addrs[(f.counter.Add(1)-1)%uint64(len(f.addrs))]
+		} else {
+			addr = f.pool.Get()
 		}
 		err := f.producers[addr].PublishAsync(destTopic, body, f.responses, m, time.Now(), addr)
 		if err != nil {
-			f.pool.Mark(addr, err)
+			f.pool.Mark(addr, 0, err)
 			return err // go-nsq requeues with backoff
 		}
 		m.DisableAutoResponse()
@@ -105,8 +112,8 @@ func (f *forwarder) respond() {
 		m := t.Args[0].(*nsq.Message)
 		start := t.Args[1].(time.Time)
 		addr := t.Args[2].(string)
-		if f.mode == modeHostPool {
-			f.pool.Mark(addr, t.Error)
+		if f.mode != modeRoundRobin {
+			f.pool.Mark(addr, time.Since(start), t.Error) // publish to acknowledgement
 		}
 		if t.Error != nil {
 			f.logf("ERROR: publishing to %s failed - %s", addr, t.Error)

@@ -79,7 +79,7 @@ func TestValidate(t *testing.T) {
 }
 
 func TestParseMode(t *testing.T) {
-	for s, want := range map[string]int{"round-robin": modeRoundRobin, "hostpool": modeHostPool, "epsilon-greedy": modeHostPool, "other": modeRoundRobin} {
+	for s, want := range map[string]int{"round-robin": modeRoundRobin, "hostpool": modeHostPool, "epsilon-greedy": modeEpsilonGreedy, "other": modeRoundRobin} {
 		if got := parseMode(s); got != want {
 			t.Errorf("parseMode(%q) = %d, want %d", s, got, want)
 		}

@@ -6,10 +6,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -142,7 +144,7 @@ func TestHostPool(t *testing.T) {
 	if got := get(6); got != "abcabc" {
 		t.Fatalf("healthy pool order = %q, want abcabc", got)
 	}
-	p.Mark("b", errors.New("down"))
+	p.Mark("b", 0, errors.New("down"))
 	if got := get(4); got != "acac" {
 		t.Fatalf("with b failing = %q, want acac", got)
 	}
@@ -150,44 +152,130 @@ func TestHostPool(t *testing.T) {
 	if got := get(6); strings.Count(got, "b") != 1 {
 		t.Fatalf("after backoff = %q, want exactly one probe of b", got)
 	}
-	p.Mark("b", errors.New("still down")) // backoff doubles
+	p.Mark("b", 0, errors.New("still down")) // backoff doubles
 	now = now.Add(hostRetryMin)
 	if got := get(4); strings.Contains(got, "b") {
 		t.Fatalf("within doubled backoff = %q, want no b", got)
 	}
-	p.Mark("b", nil)
+	p.Mark("b", 0, nil)
 	if got := get(6); strings.Count(got, "b") != 2 {
 		t.Fatalf("after recovery = %q, want b back in rotation", got)
 	}
 
 	// Every host failing: requests still go to the one due first.
-	p.Mark("a", errors.New("x"))
+	p.Mark("a", 0, errors.New("x"))
 	now = now.Add(time.Millisecond)
-	p.Mark("b", errors.New("x"))
-	p.Mark("c", errors.New("x"))
+	p.Mark("b", 0, errors.New("x"))
+	p.Mark("c", 0, errors.New("x"))
 	if got := p.Get(); got != "a" {
 		t.Errorf("all failing: Get = %q, want a (due first)", got)
 	}
 }
 
 func TestHostPoolConcurrent(t *testing.T) {
-	p := NewHostPool([]string{"a", "b"})
-	done := make(chan struct{})
-	for range 8 {
-		go func() {
-			defer func() { done <- struct{}{} }()
-			for i := range 1000 {
-				h := p.Get()
-				if i%3 == 0 {
-					p.Mark(h, errors.New("x"))
-				} else {
-					p.Mark(h, nil)
+	for name, p := range map[string]*HostPool{
+		"hostpool":       NewHostPool([]string{"a", "b"}),
+		"epsilon-greedy": NewEpsilonGreedyHostPool([]string{"a", "b"}),
+	} {
+		got := map[string]int{}
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Go(func() {
+				for i := range 1000 {
+					h := p.Get()
+					mu.Lock()
+					got[h]++
+					mu.Unlock()
+					if i%3 == 0 {
+						p.Mark(h, time.Millisecond, errors.New("x"))
+					} else {
+						p.Mark(h, time.Duration(i)*time.Microsecond, nil)
+					}
 				}
-			}
-		}()
+			})
+		}
+		wg.Wait()
+		if got["a"]+got["b"] != 8000 {
+			t.Errorf("%s: picks %v, want 8000 of a and b", name, got)
+		}
 	}
-	for range 8 {
-		<-done
+}
+
+// epsilonRun simulates n requests through p, one per millisecond of p's
+// clock (advanced by step after each), host h answering in times[h], and
+// returns how many each host got.
+func epsilonRun(p *HostPool, now *time.Time, step time.Duration, n int, times map[string]time.Duration) map[string]int {
+	got := map[string]int{}
+	for range n {
+		h := p.Get()
+		got[h]++
+		p.Mark(h, times[h], nil)
+		*now = now.Add(step)
+	}
+	return got
+}
+
+// --mode=epsilon-greedy weights hosts by response time (issue 12, item 7):
+// a host ten times slower gets clearly fewer requests, the slower host is
+// still explored now and then, and when the hosts swap speeds the pool
+// follows within its five-minute window. The clock and the random source are
+// the test's, so the counts are the same in every run.
+func TestEpsilonGreedyHostPool(t *testing.T) {
+	newPool := func(greedy bool) (*HostPool, *time.Time) {
+		now := time.Unix(1_000_000, 0)
+		p := NewHostPool([]string{"fast", "slow"})
+		if greedy {
+			p = NewEpsilonGreedyHostPool([]string{"fast", "slow"})
+		}
+		p.now = func() time.Time { return now }
+		r := rand.New(rand.NewPCG(1, 2))
+		p.rand = r.Float64
+		return p, &now
+	}
+	speeds := map[string]time.Duration{"fast": time.Millisecond, "slow": 10 * time.Millisecond}
+
+	// Round-robin (hostpool) ignores response times: half each.
+	p, now := newPool(false)
+	if got := epsilonRun(p, now, time.Millisecond, 10000, speeds); got["slow"] != 5000 {
+		t.Errorf("hostpool: %v, want 5000 each", got)
+	}
+
+	p, now = newPool(true)
+	got := epsilonRun(p, now, time.Millisecond, 10000, speeds)
+	t.Logf("epsilon-greedy, slow 10x: %v", got)
+	if got["slow"] > 2000 || got["fast"] < 8000 {
+		t.Errorf("epsilon-greedy with a 10x slower host: %v, want slow <= 2000 of 10000", got)
+	}
+	// Exploration has decayed to 1 %: the slow host still gets some.
+	got = epsilonRun(p, now, time.Millisecond, 10000, speeds)
+	if got["slow"] < 20 || got["slow"] > 1500 {
+		t.Errorf("epsilon-greedy, later: %v, want slow explored (20..1500 of 10000)", got)
+	}
+
+	// The hosts swap speeds; after the window has passed (10,000 requests
+	// 60 ms apart: 10 minutes) the formerly slow host takes most requests.
+	swapped := map[string]time.Duration{"fast": 10 * time.Millisecond, "slow": time.Millisecond}
+	epsilonRun(p, now, 60*time.Millisecond, 10000, swapped)
+	got = epsilonRun(p, now, time.Millisecond, 10000, swapped)
+	t.Logf("epsilon-greedy after the swap: %v", got)
+	if got["fast"] > 2000 {
+		t.Errorf("epsilon-greedy after the hosts swapped speeds: %v, want the now slow host at <= 2000", got)
+	}
+
+	// A failing host is left alone until its backoff has passed.
+	p.Mark("slow", 0, errors.New("down"))
+	if got := epsilonRun(p, now, time.Millisecond, 900, swapped); got["slow"] != 0 {
+		t.Errorf("epsilon-greedy within the backoff of a failed host: %v, want none to it", got)
+	}
+	*now = now.Add(hostRetryMin)
+	if h := p.Get(); h != "slow" {
+		t.Errorf("epsilon-greedy once the backoff passed: Get = %q, want a probe of slow", h)
+	}
+	p.Mark("fast", 0, errors.New("down"))
+	p.Mark("slow", 0, errors.New("down again"))
+	if h := p.Get(); h != "fast" {
+		t.Errorf("epsilon-greedy with every host failing: Get = %q, want fast (due first)", h)
 	}
 }
 
