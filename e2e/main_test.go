@@ -21,7 +21,7 @@ func TestMain(m *testing.M) {
 	if testing.Short() {
 		os.Exit(m.Run()) // every test skips in nsqtest.Binary; nothing to build
 	}
-	cleanup, err := nsqtest.Build("./cmd/...", "./apps/...")
+	cleanup, err := nsqtest.Build("./cmd/...", "./apps/...", "./bench/...")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		os.Exit(1)
