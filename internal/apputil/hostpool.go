@@ -134,6 +134,12 @@ func (p *HostPool) greedyPick(now time.Time) int {
 	}
 	n := len(p.hosts)
 	bucket := now.UnixNano() / int64(scoreBucketSpan)
+	var scores [16]float64 // by index: 1/average response time, 0 if failing
+	score := scores[:0]
+	if n > len(scores) {
+		score = make([]float64, 0, n)
+	}
+	score = score[:n]
 	healthy := 0
 	for k := range n {
 		i := (p.next + k) % n
@@ -147,10 +153,12 @@ func (p *HostPool) greedyPick(now time.Time) int {
 			continue
 		}
 		healthy++
-		if _, ok := h.averageTime(bucket); !ok {
+		avg, ok := h.averageTime(bucket)
+		if !ok {
 			p.next = (i + 1) % n // measure every host before weighting them
 			return i
 		}
+		score[i] = 1 / max(avg.Seconds(), 1e-9)
 	}
 	if healthy == 0 {
 		return -1
@@ -166,17 +174,9 @@ func (p *HostPool) greedyPick(now time.Time) int {
 			}
 		}
 	}
-	// Weighted choice: each healthy host's share is 1/average over the sum.
-	var scores [16]float64
-	score := scores[:0]
+	// Weighted choice: each healthy host's share is its score over the sum.
 	sum := 0.0
-	for i := range p.hosts {
-		s := 0.0
-		if h := &p.hosts[i]; !h.failing {
-			avg, _ := h.averageTime(bucket)
-			s = 1 / max(avg.Seconds(), 1e-9)
-		}
-		score = append(score, s)
+	for _, s := range score {
 		sum += s
 	}
 	r := p.rand() * sum
