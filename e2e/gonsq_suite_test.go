@@ -98,30 +98,54 @@ func TestGoNSQSuite(t *testing.T) {
 
 	// test.sh: go test -v -timeout 60s (a little longer here: the machines
 	// running make test are small and busy). -json to count the results.
+	goTest := func(args ...string) (ran, passed, failed, skipped []string, output string, err error) {
+		cmd := exec.CommandContext(t.Context(), "go", append([]string{"test", "-json", "-count=1", "-timeout=120s"}, args...)...)
+		cmd.Dir = dir
+		// The copy is its own module: no workspace, and go.sum entries it
+		// lacks may be added.
+		cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=mod")
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		ran, passed, failed, skipped, output = goNSQResults(t, out)
+		return ran, passed, failed, skipped, output + stderr.String(), err
+	}
 	start := time.Now()
-	cmd := exec.CommandContext(t.Context(), "go", "test", "-json", "-count=1", "-timeout=120s", ".")
-	cmd.Dir = dir
-	// The copy is its own module: no workspace, and go.sum entries it lacks
-	// may be added.
-	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=mod")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	jsonOut, runErr := cmd.Output()
-	ran, passed, failed, skipped, output := goNSQResults(t, jsonOut)
+	ran, passed, failed, skipped, output, err := goTest(".")
 	if len(ran) < goNSQMinTests {
-		t.Fatalf("go-nsq's suite ran %d tests, want at least %d; go test: %v\n%s\n%s", len(ran), goNSQMinTests, runErr, output, stderr.String())
+		t.Fatalf("go-nsq's suite ran %d tests, want at least %d; go test: %v\n%s", len(ran), goNSQMinTests, err, output)
 	}
 	t.Logf("go-nsq %s: %d of %d tests passed in %v", goNSQModule, len(passed), len(ran), time.Since(start).Round(time.Millisecond))
-	if runErr != nil || len(failed) > 0 || len(skipped) > 0 || len(passed) != len(ran) {
-		var missing []string
+	if len(skipped) > 0 {
+		t.Errorf("go-nsq's suite skipped %q", skipped)
+	}
+
+	// Some of go-nsq's tests (those in its mock_test.go, which run against
+	// a scripted fake nsqd of their own) allow the client a few hundred
+	// milliseconds, which a busy machine can miss. A test that did not pass
+	// gets two more runs on its own; it must pass in one of them.
+	notPassed := func() []string {
+		var names []string
 		for _, name := range ran {
-			if !slices.Contains(passed, name) {
-				missing = append(missing, name)
+			if !slices.Contains(passed, name) && !slices.Contains(skipped, name) {
+				names = append(names, name)
 			}
 		}
-		t.Errorf("go-nsq's suite: %d of %d passed; failed %q, skipped %q, not passed %q; go test: %v\n%s\n%s",
-			len(passed), len(ran), failed, skipped, missing, runErr, output, stderr.String())
+		return names
+	}
+	for retry := 1; retry <= 2 && len(notPassed()) > 0; retry++ {
+		names := notPassed()
+		t.Logf("go-nsq's suite: %q did not pass (go test: %v); running them again (attempt %d of 3):\n%s", names, err, retry+1, output)
+		var again []string
+		_, again, failed, _, output, err = goTest("-run=^("+strings.Join(names, "|")+")$", ".")
+		passed = append(passed, again...)
+	}
+	if names := notPassed(); len(names) > 0 {
+		t.Errorf("go-nsq's suite: %d of %d passed; %q failed three times (last: failed %q, go test: %v)\n%s",
+			len(ran)-len(names), len(ran), names, failed, err, output)
 		t.Logf("nsqd's output:\n%s", nsqd.Output())
+	} else {
+		t.Logf("go-nsq's suite: %d of %d passed", len(passed), len(ran))
 	}
 
 	// The suite ran against this nsqd: its topics are here.
