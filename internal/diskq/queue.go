@@ -12,7 +12,10 @@
 //   - <name>.diskqueue.meta.dat holds "<depth>\n<readFileNum>,<readPos>\n
 //     <writeFileNum>,<writePos>\n", replaced atomically through
 //     <name>.diskqueue.meta.dat.<random>.tmp;
-//   - a file that cannot be read is renamed to <file>.bad and skipped.
+//   - a file that cannot be read is renamed to <file>.bad and skipped; with
+//     Options.Check, a damaged record is skipped instead by scanning forward
+//     to the next record that passes the check (see resync.go), and the file
+//     is kept as <file>.bad (a hard link) for inspection.
 //
 // Unlike go-diskqueue, a Queue has no goroutine: Put writes a whole batch
 // with one write system call per data file, Read hands out up to a batch of
@@ -79,6 +82,20 @@ type Options struct {
 	// SyncDir fsyncs the directory after the metadata file is replaced, so
 	// that new data files and the rename survive a power loss.
 	SyncDir bool
+
+	// Check, if set, tells a record the writer could have written from
+	// damage that its size alone does not show, and turns on recovery from
+	// damage: a record whose size or head is implausible is skipped by
+	// scanning forward to the next record that is plausible and is followed
+	// by a plausible record (or the end of the data), instead of giving up
+	// the rest of the file. It receives the first min(size, CheckLen) bytes
+	// of a record whose size is within bounds, must not keep them, and must
+	// be cheap: it runs for every record read and, while scanning, at every
+	// offset whose 4 bytes could be a size. Without it a damaged record
+	// ends the file, as in go-diskqueue.
+	Check func(head []byte) bool
+	// CheckLen is how many bytes of a record Check looks at, 1 to 4096.
+	CheckLen int
 }
 
 func (o *Options) validate() error {
@@ -91,6 +108,9 @@ func (o *Options) validate() error {
 	}
 	if o.MaxMsgSize <= 0 || o.MaxMsgSize < o.MinMsgSize {
 		errs = append(errs, fmt.Errorf("MaxMsgSize %d must be positive and at least MinMsgSize %d", o.MaxMsgSize, o.MinMsgSize))
+	}
+	if o.Check != nil && (o.CheckLen < 1 || o.CheckLen > maxCheckLen) {
+		errs = append(errs, fmt.Errorf("CheckLen %d must be 1 to %d with Check", o.CheckLen, maxCheckLen))
 	}
 	return errors.Join(errs...)
 }
@@ -128,6 +148,8 @@ type Queue struct {
 
 	depth   atomic.Int64 // records in the queue; written only under mu
 	corrupt atomic.Int64
+	// Damaged data the reader skipped: places and bytes.
+	skippedRegions, skippedBytes atomic.Int64
 
 	mu     sync.Mutex
 	closed bool
@@ -327,9 +349,19 @@ func (q *Queue) signal() {
 // skipped it is corrected when the reader reaches the end of the queue.
 func (q *Queue) Depth() int64 { return q.depth.Load() }
 
-// Corrupt returns how many times a damaged data file was renamed to .bad and
-// skipped.
+// Corrupt returns how many damaged data files were saved as .bad: renamed
+// and skipped, or (with Options.Check) hard-linked while the reader skips
+// only their damaged records.
 func (q *Queue) Corrupt() int64 { return q.corrupt.Load() }
+
+// Skipped returns how many times the reader skipped damaged data (a damaged
+// record and what followed it up to the next record that decodes, or the
+// rest of a file that cannot be read) and the bytes skipped in all. Each
+// region held at least one record; a region's records cannot be counted, as
+// their sizes are what is damaged. See also Depth.
+func (q *Queue) Skipped() (regions, bytes int64) {
+	return q.skippedRegions.Load(), q.skippedBytes.Load()
+}
 
 // Close syncs the data, persists the metadata and closes the files. Every
 // later call returns ErrClosed.
@@ -440,6 +472,11 @@ func (q *Queue) hasDataLocked() bool {
 // data, the count cannot be right any more.
 func (q *Queue) checkTailLocked() {
 	if q.hasDataLocked() {
+		if q.depth.Load() <= 0 {
+			// Callers stop reading at depth 0; a record taken for one that
+			// was skipped damage (see resync.go) must not strand the rest.
+			q.depth.Store(1)
+		}
 		return
 	}
 	if d := q.depth.Load(); d != 0 {

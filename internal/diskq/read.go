@@ -42,6 +42,14 @@ type reader struct {
 	spanBytes int
 	out       [][]byte
 	finished  []string
+
+	// With Options.Check, for the open file: checkedAt is the offset of a
+	// record whose head passed Check as the successor of the record before
+	// it (-1: none), and badLinked
+	// that the file was saved as .bad.
+	checkedAt int64
+	badLinked bool
+	scratch   []byte // for a record head beyond buf, allocated on first use
 }
 
 type span struct{ start, end int }
@@ -77,10 +85,12 @@ func (rd *reader) releaseBuf() {
 // one allocation.
 //
 // A record with an invalid size or one that runs past the end of its file
-// means the file is damaged: it is renamed to <file>.bad, logged, counted in
-// Corrupt, and reading continues with the next file. Only errors that leave
-// the position unchanged (opening a file fails for a reason other than its
-// absence) are returned, together with the records read before them.
+// means the file is damaged. Without Options.Check it is renamed to
+// <file>.bad, logged, counted in Corrupt and Skipped, and reading continues
+// with the next file. With Check, only the damaged record is skipped (see
+// resync.go). Only errors that leave the position unchanged (opening a file
+// fails for a reason other than its absence) are returned, together with the
+// records read before them.
 func (q *Queue) Read(dst [][]byte, max int) ([][]byte, error) {
 	q.mu.Lock()
 	if q.closed {
@@ -169,7 +179,7 @@ func (q *Queue) readNextLocked() error {
 				q.readEnd = st.Size()
 			}
 		}
-		rd.f, rd.off, rd.r, rd.w = f, q.readPos, 0, 0
+		rd.f, rd.off, rd.r, rd.w, rd.checkedAt = f, q.readPos, 0, 0, -1
 	}
 
 	end := q.writePos
@@ -185,11 +195,15 @@ func (q *Queue) readNextLocked() error {
 		q.nextReadFileLocked()
 		return nil
 	case q.readPos > end:
-		q.damagedLocked(fmt.Errorf("read position %d past end of file %d", q.readPos, end))
+		q.damagedLocked(fmt.Errorf("read position %d past end of file %d", q.readPos, end), end)
 		return nil
 	}
 	if err := q.readRecordLocked(end); err != nil {
-		q.damagedLocked(err)
+		if de, ok := errors.AsType[*damageError](err); ok && q.opts.Check != nil {
+			q.resyncLocked(end, de)
+		} else {
+			q.damagedLocked(err, end)
+		}
 		return nil
 	}
 	if q.readFileNum < q.writeFileNum && q.readPos >= end {
@@ -204,18 +218,23 @@ func (q *Queue) readNextLocked() error {
 func (q *Queue) readRecordLocked(end int64) error {
 	rd := &q.rd
 	if q.readPos+4 > end {
-		return fmt.Errorf("%d bytes at %d, too few for a record header", end-q.readPos, q.readPos)
+		return damaged(fmt.Errorf("%d bytes at %d, too few for a record header", end-q.readPos, q.readPos))
 	}
 	if err := q.fillLocked(4, end); err != nil {
 		return err
 	}
 	size := int64(int32(binary.BigEndian.Uint32(rd.buf[rd.r:])))
 	if size < int64(q.opts.MinMsgSize) || size > int64(q.opts.MaxMsgSize) {
-		return fmt.Errorf("invalid record size %d at %d", size, q.readPos)
+		return damaged(fmt.Errorf("invalid record size %d at %d", size, q.readPos))
 	}
 	total := 4 + size
 	if q.readPos+total > end {
-		return fmt.Errorf("record of %d bytes at %d runs past end of file %d", size, q.readPos, end)
+		return damaged(fmt.Errorf("record of %d bytes at %d runs past end of file %d", size, q.readPos, end))
+	}
+	if q.opts.Check != nil {
+		if err := q.checkRecordLocked(size, end); err != nil {
+			return err
+		}
 	}
 	if total <= int64(len(rd.buf)) {
 		if err := q.fillLocked(int(total), end); err != nil {
@@ -291,10 +310,13 @@ func (q *Queue) nextReadFileLocked() {
 	q.advanceReadFileLocked()
 }
 
-// damagedLocked renames the damaged read file to .bad and moves on.
-func (q *Queue) damagedLocked(cause error) {
+// damagedLocked renames the damaged read file to .bad and moves on; end is
+// where its data ends.
+func (q *Queue) damagedLocked(cause error, end int64) {
 	fn := q.fileName(q.readFileNum)
 	bad := fn + ".bad"
+	q.skippedRegions.Add(1)
+	q.skippedBytes.Add(max(end-q.readPos, 0))
 	q.skipReadFileLocked()
 	q.corrupt.Add(1)
 	q.log.Error("DISKQUEUE: damaged data file, skipping to next file and saving it as .bad",
@@ -330,4 +352,5 @@ func (q *Queue) closeReadFileLocked() {
 		rd.f.Close()
 		rd.f = nil
 	}
+	rd.checkedAt, rd.badLinked = -1, false
 }
