@@ -18,6 +18,11 @@ import (
 // channel ("topic:channel"), in go-diskqueue's file format. In durable mode
 // the queue's read position is committed by its owner (see journal) and
 // every sync first makes the journal j durable.
+//
+// The queue checks each record's message header (plausibleHeader): a
+// damaged record is skipped by scanning forward to the next one that
+// decodes, and counted in backend_skipped_regions and backend_skipped_bytes
+// of /stats; NSQ gives up the rest of the file.
 func (n *NSQD) newBackend(name string, j *journal) (*diskq.Queue, error) {
 	o := n.opts
 	dopts := diskq.Options{
@@ -27,6 +32,8 @@ func (n *NSQD) newBackend(name string, j *journal) (*diskq.Queue, error) {
 		SyncEvery:       o.SyncEvery,
 		SyncTimeout:     o.SyncTimeout,
 		Logger:          n.logger,
+		Check:           plausibleHeader,
+		CheckLen:        messageHeaderLen,
 	}
 	if j != nil {
 		dopts.ExplicitCommit, dopts.SyncDir, dopts.BeforeMetadata = true, true, j.sync

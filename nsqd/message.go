@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // MessageID is the 16-byte ID clients echo in FIN, REQ and TOUCH: the
@@ -74,4 +75,27 @@ func decodeMessage(b []byte) (*Message, error) {
 	}
 	copy(m.ID[:], b[10:26])
 	return m, nil
+}
+
+// minPlausibleTimestamp is 2000-01-01T00:00:00Z in Unix nanoseconds: no
+// message nsqd (or NSQ) stored was published before it.
+const minPlausibleTimestamp = 946684800 * int64(time.Second)
+
+// plausibleHeader reports whether head, the first messageHeaderLen bytes of
+// a disk-queue record, can be the header of a message that nsqd or NSQ
+// wrote: a timestamp from 2000 to a year from now and an ID of 16 hex
+// digits (NSQ's IDs and ours are lower case; upper case is accepted too).
+// The disk queue uses it to tell damaged records from good ones, as records
+// have no checksum (see newBackend).
+func plausibleHeader(head []byte) bool {
+	if len(head) < messageHeaderLen {
+		return false
+	}
+	for _, c := range head[10:messageHeaderLen] {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return false
+		}
+	}
+	ts := int64(binary.BigEndian.Uint64(head))
+	return ts >= minPlausibleTimestamp && ts <= time.Now().Add(365*24*time.Hour).UnixNano()
 }

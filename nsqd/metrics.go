@@ -39,8 +39,12 @@ var (
 	topicLabels   = []string{"topic"}
 	channelLabels = []string{"topic", "channel"}
 
-	descTopicDepth        = prometheus.NewDesc("nsq_topic_depth", "Messages queued in the topic, in memory and on disk.", topicLabels, nil)
-	descTopicBackendDepth = prometheus.NewDesc("nsq_topic_backend_depth", "Messages queued in the topic on disk.", topicLabels, nil)
+	descTopicDepth          = prometheus.NewDesc("nsq_topic_depth", "Messages queued in the topic, in memory and on disk.", topicLabels, nil)
+	descTopicBackendDepth   = prometheus.NewDesc("nsq_topic_backend_depth", "Messages queued in the topic on disk.", topicLabels, nil)
+	descTopicSkippedRegions = prometheus.NewDesc("nsq_topic_backend_skipped_regions_total",
+		"Damaged places in the topic's disk queue that the reader skipped up to the next record that decodes (each lost at least one message).", topicLabels, nil)
+	descTopicSkippedBytes = prometheus.NewDesc("nsq_topic_backend_skipped_bytes_total",
+		"Bytes of damaged data skipped in the topic's disk queue.", topicLabels, nil)
 	descTopicMessages     = prometheus.NewDesc("nsq_topic_messages_total", "Messages published to the topic.", topicLabels, nil)
 	descTopicMessageBytes = prometheus.NewDesc("nsq_topic_message_bytes_total", "Bytes of message bodies published to the topic.", topicLabels, nil)
 	descTopicPaused       = prometheus.NewDesc("nsq_topic_paused", "1 if the topic is paused, else 0.", topicLabels, nil)
@@ -48,16 +52,20 @@ var (
 		"Quantiles of the time from publish to FIN over the topic's channels, in the --e2e-processing-latency-window-time window.",
 		[]string{"topic", "quantile"}, nil)
 
-	descChannelDepth        = prometheus.NewDesc("nsq_channel_depth", "Messages queued in the channel, in memory and on disk.", channelLabels, nil)
-	descChannelBackendDepth = prometheus.NewDesc("nsq_channel_backend_depth", "Messages queued in the channel on disk.", channelLabels, nil)
-	descChannelInFlight     = prometheus.NewDesc("nsq_channel_in_flight", "Messages sent to consumers and not yet finished, requeued or timed out.", channelLabels, nil)
-	descChannelDeferred     = prometheus.NewDesc("nsq_channel_deferred", "Deferred messages waiting for their time.", channelLabels, nil)
-	descChannelMessages     = prometheus.NewDesc("nsq_channel_messages_total", "Messages the channel received from its topic.", channelLabels, nil)
-	descChannelRequeued     = prometheus.NewDesc("nsq_channel_requeued_total", "Messages requeued by consumers (REQ).", channelLabels, nil)
-	descChannelTimedOut     = prometheus.NewDesc("nsq_channel_timed_out_total", "In-flight messages that timed out.", channelLabels, nil)
-	descChannelClients      = prometheus.NewDesc("nsq_channel_clients", "Consumers subscribed to the channel.", channelLabels, nil)
-	descChannelPaused       = prometheus.NewDesc("nsq_channel_paused", "1 if the channel is paused, else 0.", channelLabels, nil)
-	descChannelLatency      = prometheus.NewDesc("nsq_channel_e2e_processing_latency_seconds",
+	descChannelDepth          = prometheus.NewDesc("nsq_channel_depth", "Messages queued in the channel, in memory and on disk.", channelLabels, nil)
+	descChannelBackendDepth   = prometheus.NewDesc("nsq_channel_backend_depth", "Messages queued in the channel on disk.", channelLabels, nil)
+	descChannelSkippedRegions = prometheus.NewDesc("nsq_channel_backend_skipped_regions_total",
+		"Damaged places in the channel's disk queue that the reader skipped up to the next record that decodes (each lost at least one message).", channelLabels, nil)
+	descChannelSkippedBytes = prometheus.NewDesc("nsq_channel_backend_skipped_bytes_total",
+		"Bytes of damaged data skipped in the channel's disk queue.", channelLabels, nil)
+	descChannelInFlight = prometheus.NewDesc("nsq_channel_in_flight", "Messages sent to consumers and not yet finished, requeued or timed out.", channelLabels, nil)
+	descChannelDeferred = prometheus.NewDesc("nsq_channel_deferred", "Deferred messages waiting for their time.", channelLabels, nil)
+	descChannelMessages = prometheus.NewDesc("nsq_channel_messages_total", "Messages the channel received from its topic.", channelLabels, nil)
+	descChannelRequeued = prometheus.NewDesc("nsq_channel_requeued_total", "Messages requeued by consumers (REQ).", channelLabels, nil)
+	descChannelTimedOut = prometheus.NewDesc("nsq_channel_timed_out_total", "In-flight messages that timed out.", channelLabels, nil)
+	descChannelClients  = prometheus.NewDesc("nsq_channel_clients", "Consumers subscribed to the channel.", channelLabels, nil)
+	descChannelPaused   = prometheus.NewDesc("nsq_channel_paused", "1 if the channel is paused, else 0.", channelLabels, nil)
+	descChannelLatency  = prometheus.NewDesc("nsq_channel_e2e_processing_latency_seconds",
 		"Quantiles of the time from publish to FIN on the channel, in the --e2e-processing-latency-window-time window.",
 		[]string{"topic", "channel", "quantile"}, nil)
 
@@ -77,6 +85,7 @@ func (m *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 		descChannelDepth, descChannelBackendDepth, descChannelInFlight, descChannelDeferred, descChannelMessages,
 		descChannelRequeued, descChannelTimedOut, descChannelClients, descChannelPaused, descChannelLatency,
 		descProducers, descHealth, descHealthCondition,
+		descTopicSkippedRegions, descTopicSkippedBytes, descChannelSkippedRegions, descChannelSkippedBytes,
 	} {
 		ch <- d
 	}
@@ -92,6 +101,8 @@ func (m *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 		t := &st.Topics[i]
 		emit(descTopicDepth, gauge, float64(t.Depth), t.TopicName)
 		emit(descTopicBackendDepth, gauge, float64(t.BackendDepth), t.TopicName)
+		emit(descTopicSkippedRegions, counter, float64(t.SkippedRegions), t.TopicName)
+		emit(descTopicSkippedBytes, counter, float64(t.SkippedBytes), t.TopicName)
 		emit(descTopicMessages, counter, float64(t.MessageCount), t.TopicName)
 		emit(descTopicMessageBytes, counter, float64(t.MessageBytes), t.TopicName)
 		emit(descTopicPaused, gauge, boolValue(t.Paused), t.TopicName)
@@ -102,6 +113,8 @@ func (m *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 			c := &t.Channels[j]
 			emit(descChannelDepth, gauge, float64(c.Depth), t.TopicName, c.ChannelName)
 			emit(descChannelBackendDepth, gauge, float64(c.BackendDepth), t.TopicName, c.ChannelName)
+			emit(descChannelSkippedRegions, counter, float64(c.SkippedRegions), t.TopicName, c.ChannelName)
+			emit(descChannelSkippedBytes, counter, float64(c.SkippedBytes), t.TopicName, c.ChannelName)
 			emit(descChannelInFlight, gauge, float64(c.InFlightCount), t.TopicName, c.ChannelName)
 			emit(descChannelDeferred, gauge, float64(c.DeferredCount), t.TopicName, c.ChannelName)
 			emit(descChannelMessages, counter, float64(c.MessageCount), t.TopicName, c.ChannelName)

@@ -5,6 +5,7 @@ import (
 
 	"github.com/bmizerany/perks/quantile"
 
+	"github.com/nsqclone/nsq/internal/diskq"
 	"github.com/nsqclone/nsq/internal/version"
 )
 
@@ -26,21 +27,23 @@ type Stats struct {
 
 // TopicStats describes one topic.
 type TopicStats struct {
-	TopicName            string         `json:"topic_name"`
-	Channels             []ChannelStats `json:"channels"`
-	Depth                int64          `json:"depth"`
-	BackendDepth         int64          `json:"backend_depth"`
-	MessageCount         uint64         `json:"message_count"`
-	MessageBytes         uint64         `json:"message_bytes"`
-	Paused               bool           `json:"paused"`
-	E2eProcessingLatency Percentiles    `json:"e2e_processing_latency"`
+	TopicName    string         `json:"topic_name"`
+	Channels     []ChannelStats `json:"channels"`
+	Depth        int64          `json:"depth"`
+	BackendDepth int64          `json:"backend_depth"`
+	BackendSkipped
+	MessageCount         uint64      `json:"message_count"`
+	MessageBytes         uint64      `json:"message_bytes"`
+	Paused               bool        `json:"paused"`
+	E2eProcessingLatency Percentiles `json:"e2e_processing_latency"`
 }
 
 // ChannelStats describes one channel.
 type ChannelStats struct {
-	ChannelName          string        `json:"channel_name"`
-	Depth                int64         `json:"depth"`
-	BackendDepth         int64         `json:"backend_depth"`
+	ChannelName  string `json:"channel_name"`
+	Depth        int64  `json:"depth"`
+	BackendDepth int64  `json:"backend_depth"`
+	BackendSkipped
 	InFlightCount        int           `json:"in_flight_count"`
 	DeferredCount        int           `json:"deferred_count"`
 	MessageCount         uint64        `json:"message_count"`
@@ -53,6 +56,25 @@ type ChannelStats struct {
 	Clients              []ClientStats `json:"clients"`
 	Paused               bool          `json:"paused"`
 	E2eProcessingLatency Percentiles   `json:"e2e_processing_latency"`
+}
+
+// BackendSkipped counts the damaged data the reader of a topic's or
+// channel's disk queue skipped since the daemon started (beyond NSQ, which
+// gives up the rest of a damaged file): regions are places where a damaged
+// record was found and skipped up to the next record that decodes (each
+// lost at least one message), bytes their total size. The fields are left
+// out of the JSON while zero, so undamaged queues report as NSQ's do.
+type BackendSkipped struct {
+	SkippedRegions int64 `json:"backend_skipped_regions,omitempty"`
+	SkippedBytes   int64 `json:"backend_skipped_bytes,omitempty"`
+}
+
+func backendSkipped(q *diskq.Queue) BackendSkipped {
+	if q == nil {
+		return BackendSkipped{}
+	}
+	r, b := q.Skipped()
+	return BackendSkipped{SkippedRegions: r, SkippedBytes: b}
 }
 
 // ClientStats describes one TCP connection (a consumer or a producer).
@@ -164,6 +186,7 @@ func (t *Topic) stats(channel string, includeClients bool) TopicStats {
 		Channels:             []ChannelStats{},
 		Depth:                t.Depth(),
 		BackendDepth:         t.backendDepth(),
+		BackendSkipped:       backendSkipped(t.backend),
 		MessageCount:         t.messageCount.Load(),
 		MessageBytes:         t.messageBytes.Load(),
 		Paused:               t.IsPaused(),
@@ -193,6 +216,7 @@ func (c *Channel) stats(includeClients bool) ChannelStats {
 		ChannelName:          c.name,
 		Depth:                c.Depth(),
 		BackendDepth:         c.backendDepth(),
+		BackendSkipped:       backendSkipped(c.backend),
 		InFlightCount:        int(c.inFlightCount.Load()),
 		DeferredCount:        int(c.deferredCount.Load()),
 		MessageCount:         c.messageCount.Load(),
