@@ -387,24 +387,30 @@ type TopicStats struct {
 	Channels     []ChannelStats `json:"channels"`
 	Depth        int64          `json:"depth"`
 	BackendDepth int64          `json:"backend_depth"`
-	MessageCount uint64         `json:"message_count"`
-	MessageBytes uint64         `json:"message_bytes"`
-	Paused       bool           `json:"paused"`
+	// Damaged disk-queue data skipped (beyond NSQ; absent while zero).
+	BackendSkippedRegions int64  `json:"backend_skipped_regions"`
+	BackendSkippedBytes   int64  `json:"backend_skipped_bytes"`
+	MessageCount          uint64 `json:"message_count"`
+	MessageBytes          uint64 `json:"message_bytes"`
+	Paused                bool   `json:"paused"`
 }
 
 // ChannelStats is one channel in TopicStats.
 type ChannelStats struct {
-	Name          string        `json:"channel_name"`
-	Depth         int64         `json:"depth"`
-	BackendDepth  int64         `json:"backend_depth"`
-	InFlightCount int           `json:"in_flight_count"`
-	DeferredCount int           `json:"deferred_count"`
-	MessageCount  uint64        `json:"message_count"`
-	RequeueCount  uint64        `json:"requeue_count"`
-	TimeoutCount  uint64        `json:"timeout_count"`
-	ClientCount   int           `json:"client_count"`
-	Clients       []ClientStats `json:"clients"`
-	Paused        bool          `json:"paused"`
+	Name         string `json:"channel_name"`
+	Depth        int64  `json:"depth"`
+	BackendDepth int64  `json:"backend_depth"`
+	// Damaged disk-queue data skipped (beyond NSQ; absent while zero).
+	BackendSkippedRegions int64         `json:"backend_skipped_regions"`
+	BackendSkippedBytes   int64         `json:"backend_skipped_bytes"`
+	InFlightCount         int           `json:"in_flight_count"`
+	DeferredCount         int           `json:"deferred_count"`
+	MessageCount          uint64        `json:"message_count"`
+	RequeueCount          uint64        `json:"requeue_count"`
+	TimeoutCount          uint64        `json:"timeout_count"`
+	ClientCount           int           `json:"client_count"`
+	Clients               []ClientStats `json:"clients"`
+	Paused                bool          `json:"paused"`
 }
 
 // ClientStats is one connection in ChannelStats or Stats.Producers.
