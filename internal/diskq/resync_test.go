@@ -276,3 +276,43 @@ func BenchmarkResyncScan(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkReadChecked is the cost of Options.Check on reads of good
+// records (200 bytes, never synced): check=off is go-diskqueue's rule.
+func BenchmarkReadChecked(b *testing.B) {
+	rec := append([]byte("rec:00000000"), bytes.Repeat([]byte("m"), benchRecordSize-testCheckLen)...)
+	refill := make([][]byte, benchRefill)
+	for i := range refill {
+		refill[i] = rec
+	}
+	for _, check := range []bool{false, true} {
+		b.Run(fmt.Sprintf("check=%v", check), func(b *testing.B) {
+			o := benchOptions(b, 1<<62)
+			if check {
+				o.Check, o.CheckLen, o.MinMsgSize = testCheck, testCheckLen, testCheckLen
+			}
+			q := openQueue(b, "q", b.TempDir(), o)
+			var buf [][]byte
+			next, queued := 0, 0
+			b.SetBytes(benchRecordSize)
+			b.ReportAllocs()
+			for b.Loop() {
+				if next == len(buf) {
+					if queued == 0 {
+						b.StopTimer()
+						putBatches(b, q, refill, benchBatch)
+						queued = benchRefill
+						b.StartTimer()
+					}
+					var err error
+					if buf, err = q.Read(buf[:0], benchBatch); err != nil || len(buf) == 0 {
+						b.Fatalf("Read returned %d records, err %v", len(buf), err)
+					}
+					next, queued = 0, queued-len(buf)
+				}
+				next++
+			}
+			reportMsgsPerSec(b)
+		})
+	}
+}
