@@ -144,6 +144,11 @@ func TestRobustDamagedDiskQueue(t *testing.T) {
 	if out := n2.Output(); !strings.Contains(out, "damaged record") || !strings.Contains(out, filepath.Base(fn)) {
 		t.Errorf("nsqd logged no damaged-record line naming %s:\n%s", filepath.Base(fn), out)
 	}
+	// Lost messages stay reported as health until restart.
+	if status, body := nsqtest.HTTP(t, "GET", n2.URL("/ping"), nil); status != 500 ||
+		!strings.HasPrefix(body, "NOK - disk_queue: ") || !strings.Contains(body, filepath.Base(fn)) {
+		t.Errorf("GET /ping: %d %q, want 500 \"NOK - disk_queue: ...\" naming %s", status, body, filepath.Base(fn))
+	}
 	status, metrics := nsqtest.HTTP(t, "GET", n2.URL("/metrics"), nil)
 	wantMetric := fmt.Sprintf(`nsq_channel_backend_skipped_regions_total{channel=%q,topic=%q} 1`, channel, topic)
 	if status != 200 || !strings.Contains(metrics, wantMetric) {

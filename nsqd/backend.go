@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	"github.com/nsqclone/nsq/internal/diskq"
 )
@@ -21,8 +22,9 @@ import (
 //
 // The queue checks each record's message header (plausibleHeader): a
 // damaged record is skipped by scanning forward to the next one that
-// decodes, and counted in backend_skipped_regions and backend_skipped_bytes
-// of /stats; NSQ gives up the rest of the file.
+// decodes, counted in backend_skipped_regions and backend_skipped_bytes of
+// /stats and reported in the disk_queue health condition until restart;
+// NSQ gives up the rest of the file.
 func (n *NSQD) newBackend(name string, j *journal) (*diskq.Queue, error) {
 	o := n.opts
 	dopts := diskq.Options{
@@ -34,6 +36,14 @@ func (n *NSQD) newBackend(name string, j *journal) (*diskq.Queue, error) {
 		Logger:          n.logger,
 		Check:           plausibleHeader,
 		CheckLen:        messageHeaderLen,
+	}
+	// Lost messages stay reported until restart, as other damage found in
+	// the data directory does; once per queue, so the text stays short.
+	var reported atomic.Bool
+	dopts.Damaged = func(err error) {
+		if reported.CompareAndSwap(false, true) {
+			n.health.found(healthDiskQueue, fmt.Errorf("disk queue %q skipped damaged data (see backend_skipped_regions in /stats), first: %w", name, err))
+		}
 	}
 	if j != nil {
 		dopts.ExplicitCommit, dopts.SyncDir, dopts.BeforeMetadata = true, true, j.sync

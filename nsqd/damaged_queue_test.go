@@ -153,6 +153,9 @@ func testDamagedDiskQueue(t *testing.T, queue string, n int, where func([]int64,
 	if wantRegions := int64(min(lost, 1)); skipped.SkippedRegions != wantRegions || (skipped.SkippedBytes > 0) != (lost > 0) {
 		t.Errorf("/stats backend_skipped_regions %d, backend_skipped_bytes %d; want %d regions", skipped.SkippedRegions, skipped.SkippedBytes, wantRegions)
 	}
+	if err := nd2.Health(); (err != nil) != (lost > 0) || (err != nil && (!strings.Contains(err.Error(), "disk_queue: ") || !strings.Contains(err.Error(), file))) {
+		t.Errorf("Health() = %v, want the disk_queue condition naming %s only if messages were lost", err, file)
+	}
 	if _, err := os.Stat(fn + ".bad"); (err == nil) != (lost > 0) {
 		t.Errorf("%s.bad: %v, want it saved only with damage seen", file, err)
 	}

@@ -22,6 +22,8 @@ type healthCondition int
 const (
 	// healthDiskQueue: a disk-queue open, write or fsync failed. Cleared by
 	// the next successful disk-queue write or open, as NSQ's health is.
+	// Damaged data skipped while reading a disk queue (messages lost) stays
+	// until restart.
 	healthDiskQueue healthCondition = iota
 	// healthJournal (durable mode): a journal open, write, fsync or
 	// compaction failed. Cleared by the next pass of the sync loop (every

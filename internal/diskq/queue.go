@@ -96,6 +96,11 @@ type Options struct {
 	Check func(head []byte) bool
 	// CheckLen is how many bytes of a record Check looks at, 1 to 4096.
 	CheckLen int
+	// Damaged, if set, is called each time the reader skips damaged data
+	// (a damaged record up to the next one that decodes, or the rest of a
+	// file), with an error naming the file and the byte offsets. It runs
+	// under the queue's lock and must not call the queue.
+	Damaged func(error)
 }
 
 func (o *Options) validate() error {

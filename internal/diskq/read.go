@@ -317,6 +317,9 @@ func (q *Queue) damagedLocked(cause error, end int64) {
 	bad := fn + ".bad"
 	q.skippedRegions.Add(1)
 	q.skippedBytes.Add(max(end-q.readPos, 0))
+	if q.opts.Damaged != nil {
+		q.opts.Damaged(fmt.Errorf("%s: damaged, skipped from byte %d to its end %d and saved as .bad: %w", fn, q.readPos, end, cause))
+	}
 	q.skipReadFileLocked()
 	q.corrupt.Add(1)
 	q.log.Error("DISKQUEUE: damaged data file, skipping to next file and saving it as .bad",

@@ -244,6 +244,9 @@ func (q *Queue) resyncLocked(end int64, de *damageError) {
 	q.skippedBytes.Add(to - from)
 	q.log.Error("DISKQUEUE: damaged record, skipped to the next record that decodes",
 		"file", fn, "from", from, "to", to, "skipped_bytes", to-from, "end_of_data", !found, "err", de.err)
+	if q.opts.Damaged != nil {
+		q.opts.Damaged(fmt.Errorf("%s: damaged record, skipped bytes %d to %d: %w", fn, from, to, de.err))
+	}
 	q.linkBadLocked(fn)
 	if q.readFileNum < q.writeFileNum && q.readPos >= end {
 		q.nextReadFileLocked()
