@@ -477,9 +477,9 @@ func (q *Queue) hasDataLocked() bool {
 // data, the count cannot be right any more.
 func (q *Queue) checkTailLocked() {
 	if q.hasDataLocked() {
-		if q.depth.Load() <= 0 {
-			// Callers stop reading at depth 0; a record taken for one that
-			// was skipped damage (see resync.go) must not strand the rest.
+		if q.depth.Load() <= 0 && q.skippedRegions.Load() > 0 {
+			// Callers stop reading at depth 0; a record taken for one in
+			// skipped damage (see resync.go) must not strand the rest.
 			q.depth.Store(1)
 		}
 		return
