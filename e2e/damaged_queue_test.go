@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	"github.com/nsqclone/nsq/internal/nsqtest"
 	"github.com/nsqio/go-nsq"
 )
@@ -116,7 +117,6 @@ func TestRobustDamagedDiskQueue(t *testing.T) {
 	}, fmt.Sprintf("%s/%s drained", topic, channel))
 
 	mu.Lock()
-	defer mu.Unlock()
 	t.Logf("%d bytes flipped at %d of %d: %d of %d messages delivered (%d with a damaged body), %d lost; skipped %d bytes in %d region(s)",
 		flipLen, off, len(data), delivered, total, bodyDamaged, lost, ch.BackendSkippedBytes, ch.BackendSkippedRegions)
 	delivered-- // the one published after the restart
@@ -134,6 +134,7 @@ func TestRobustDamagedDiskQueue(t *testing.T) {
 	if wrong > 5 {
 		t.Errorf("... %d intact messages in all not delivered exactly once", wrong)
 	}
+	mu.Unlock()
 	if lost == 0 || ch.BackendSkippedRegions != 1 || ch.BackendSkippedBytes <= 0 {
 		t.Errorf("/stats backend_skipped_regions %d, backend_skipped_bytes %d; want 1 region (%d records lost)",
 			ch.BackendSkippedRegions, ch.BackendSkippedBytes, lost)
@@ -154,4 +155,17 @@ func TestRobustDamagedDiskQueue(t *testing.T) {
 	if status != 200 || !strings.Contains(metrics, wantMetric) {
 		t.Errorf("GET /metrics: status %d, no line %s", status, wantMetric)
 	}
+
+	// nsqadmin marks the damaged queue on the topic and channel pages.
+	t.Run("nsqadmin", func(t *testing.T) {
+		base := adminStart(t, "", "--nsqd-http-address="+n2.HTTPAddr)
+		b := newBrowser(t)
+		const badge = `[...document.querySelectorAll('.badge.danger')].some(e => e.textContent === 'damaged' && e.title.includes('bytes'))`
+		b.run("open topic", chromedp.Navigate(base+"/topics/"+topic))
+		b.poll("damaged badge on the topic page", badge)
+		b.run("open channel", chromedp.Navigate(base+"/topics/"+topic+"/"+channel))
+		b.poll("damaged badge on the channel page", badge)
+		b.screenshot("channel-damaged-disk-queue")
+		b.checkNoErrors()
+	})
 }

@@ -19,6 +19,7 @@ func convertTopics(p *Producer, s *nsqdStats) []*TopicStats {
 			Depth:                t.Depth,
 			MemoryDepth:          t.Depth - t.BackendDepth,
 			BackendDepth:         t.BackendDepth,
+			BackendSkipped:       t.BackendSkipped,
 			MessageCount:         t.MessageCount,
 			Channels:             make([]*ChannelStats, 0, len(t.Channels)),
 			Paused:               t.Paused,
@@ -33,6 +34,7 @@ func convertTopics(p *Producer, s *nsqdStats) []*TopicStats {
 				Depth:                c.Depth,
 				MemoryDepth:          c.Depth - c.BackendDepth,
 				BackendDepth:         c.BackendDepth,
+				BackendSkipped:       c.BackendSkipped,
 				InFlightCount:        c.InFlightCount,
 				DeferredCount:        c.DeferredCount,
 				RequeueCount:         c.RequeueCount,
@@ -163,6 +165,7 @@ func aggregateTopic(name string, nodes []*TopicStats) *TopicStats {
 		agg.Depth += n.Depth
 		agg.MemoryDepth += n.MemoryDepth
 		agg.BackendDepth += n.BackendDepth
+		agg.BackendSkipped.add(n.BackendSkipped)
 		agg.MessageCount += n.MessageCount
 		agg.Paused = agg.Paused || n.Paused
 		es = append(es, n.E2eProcessingLatency)
@@ -195,6 +198,7 @@ func aggregateChannel(topic, channel string, nodes []*ChannelStats) *ChannelStat
 		agg.Depth += n.Depth
 		agg.MemoryDepth += n.MemoryDepth
 		agg.BackendDepth += n.BackendDepth
+		agg.BackendSkipped.add(n.BackendSkipped)
 		agg.InFlightCount += n.InFlightCount
 		agg.DeferredCount += n.DeferredCount
 		agg.RequeueCount += n.RequeueCount

@@ -111,11 +111,13 @@ func newTestClient() *Client {
 
 func TestNSQDModeAggregation(t *testing.T) {
 	const stats = `{"version":"1.3.0","health":"OK","topics":[{"topic_name":"t","channels":[` +
-		`{"channel_name":"c","depth":3,"backend_depth":1,"in_flight_count":2,"deferred_count":0,"message_count":10,` +
+		`{"channel_name":"c","depth":3,"backend_depth":1,"backend_skipped_regions":1,"backend_skipped_bytes":130,` +
+		`"in_flight_count":2,"deferred_count":0,"message_count":10,` +
 		`"global_msg_count":4,"requeue_count":1,"timeout_count":0,"client_count":1,"clients":[` +
 		`{"client_id":"x","hostname":"cons","version":"V2","remote_address":"127.0.0.1:5555","connect_ts":1,"user_agent":"ua"}],` +
 		`"paused":true,"e2e_processing_latency":{"count":0,"percentiles":null}}],` +
-		`"depth":0,"backend_depth":0,"message_count":10,"paused":false,"e2e_processing_latency":{"count":0,"percentiles":null}}]}`
+		`"depth":0,"backend_depth":0,"backend_skipped_regions":2,"backend_skipped_bytes":7,` +
+		`"message_count":10,"paused":false,"e2e_processing_latency":{"count":0,"percentiles":null}}]}`
 	var hits sync.Map
 	s1, s2 := fakeNSQD(t, stats, &hits), fakeNSQD(t, stats, nil)
 	addr1, addr2 := strings.TrimPrefix(s1.URL, "http://"), strings.TrimPrefix(s2.URL, "http://")
@@ -133,6 +135,13 @@ func TestNSQDModeAggregation(t *testing.T) {
 	if ch.Node != "*" || ch.Depth != 6 || ch.MemoryDepth != 4 || ch.InFlightCount != 4 || ch.DeliveryMsgCount != 8 ||
 		ch.GlobalMsgCount != 8 || ch.ClientCount != 2 || !ch.Paused || len(ch.Nodes) != 2 {
 		t.Errorf("merged channel = %+v", ch)
+	}
+	// Damaged disk-queue data skipped (nsqd's backend_skipped_*) adds up.
+	if want := (BackendSkipped{2, 260}); ch.BackendSkipped != want || ch.Nodes[0].BackendSkipped != (BackendSkipped{1, 130}) {
+		t.Errorf("channel backend skipped = %+v (node %+v), want %+v", ch.BackendSkipped, ch.Nodes[0].BackendSkipped, want)
+	}
+	if want := (BackendSkipped{4, 14}); ts.BackendSkipped != want {
+		t.Errorf("topic backend skipped = %+v, want %+v", ts.BackendSkipped, want)
 	}
 	cs, err := c.ChannelStats(ctx, "t", "c")
 	if err != nil {

@@ -62,12 +62,13 @@ func (p *Producer) IsTombstoned(topic string) bool {
 // TopicStats is a topic on one node (Node is its address) or aggregated over
 // nodes (Node is "*" and Nodes lists the per-node objects).
 type TopicStats struct {
-	Node                 string          `json:"node"`
-	Hostname             string          `json:"hostname"`
-	TopicName            string          `json:"topic_name"`
-	Depth                int64           `json:"depth"`
-	MemoryDepth          int64           `json:"memory_depth"`
-	BackendDepth         int64           `json:"backend_depth"`
+	Node         string `json:"node"`
+	Hostname     string `json:"hostname"`
+	TopicName    string `json:"topic_name"`
+	Depth        int64  `json:"depth"`
+	MemoryDepth  int64  `json:"memory_depth"`
+	BackendDepth int64  `json:"backend_depth"`
+	BackendSkipped
 	MessageCount         int64           `json:"message_count"`
 	DeliveryMsgCount     int64           `json:"delivery_msg_count"`
 	ZoneLocalMsgCount    int64           `json:"zone_local_msg_count,omitempty"`
@@ -79,16 +80,30 @@ type TopicStats struct {
 	E2eProcessingLatency *E2eLatency     `json:"e2e_processing_latency"`
 }
 
+// BackendSkipped is the damaged disk-queue data an nsqd skipped (its
+// /stats backend_skipped_regions and backend_skipped_bytes; absent from
+// NSQ's nsqd and while zero).
+type BackendSkipped struct {
+	BackendSkippedRegions int64 `json:"backend_skipped_regions,omitempty"`
+	BackendSkippedBytes   int64 `json:"backend_skipped_bytes,omitempty"`
+}
+
+func (s *BackendSkipped) add(o BackendSkipped) {
+	s.BackendSkippedRegions += o.BackendSkippedRegions
+	s.BackendSkippedBytes += o.BackendSkippedBytes
+}
+
 // ChannelStats is a channel on one node or aggregated over nodes, like
 // TopicStats.
 type ChannelStats struct {
-	Node                 string          `json:"node"`
-	Hostname             string          `json:"hostname"`
-	TopicName            string          `json:"topic_name"`
-	ChannelName          string          `json:"channel_name"`
-	Depth                int64           `json:"depth"`
-	MemoryDepth          int64           `json:"memory_depth"`
-	BackendDepth         int64           `json:"backend_depth"`
+	Node         string `json:"node"`
+	Hostname     string `json:"hostname"`
+	TopicName    string `json:"topic_name"`
+	ChannelName  string `json:"channel_name"`
+	Depth        int64  `json:"depth"`
+	MemoryDepth  int64  `json:"memory_depth"`
+	BackendDepth int64  `json:"backend_depth"`
+	BackendSkipped
 	InFlightCount        int64           `json:"in_flight_count"`
 	DeferredCount        int64           `json:"deferred_count"`
 	RequeueCount         int64           `json:"requeue_count"`
@@ -188,15 +203,17 @@ type nsqdTopic struct {
 	Channels     []nsqdChannel `json:"channels"`
 	Depth        int64         `json:"depth"`
 	BackendDepth int64         `json:"backend_depth"`
-	MessageCount int64         `json:"message_count"`
-	Paused       bool          `json:"paused"`
-	E2e          nsqdE2e       `json:"e2e_processing_latency"`
+	BackendSkipped
+	MessageCount int64   `json:"message_count"`
+	Paused       bool    `json:"paused"`
+	E2e          nsqdE2e `json:"e2e_processing_latency"`
 }
 
 type nsqdChannel struct {
-	ChannelName         string       `json:"channel_name"`
-	Depth               int64        `json:"depth"`
-	BackendDepth        int64        `json:"backend_depth"`
+	ChannelName  string `json:"channel_name"`
+	Depth        int64  `json:"depth"`
+	BackendDepth int64  `json:"backend_depth"`
+	BackendSkipped
 	InFlightCount       int64        `json:"in_flight_count"`
 	DeferredCount       int64        `json:"deferred_count"`
 	MessageCount        int64        `json:"message_count"`

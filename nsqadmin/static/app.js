@@ -34,6 +34,15 @@
     return Number(n).toLocaleString('en-US');
   }
 
+  // damagedBadge marks a disk queue whose reader skipped damaged data
+  // (backend_skipped_regions in nsqd's /stats): messages there were lost.
+  function damagedBadge(x) {
+    if (!x.backend_skipped_regions) { return ''; }
+    return ' <span class="badge danger" title="' + esc(num(x.backend_skipped_regions) +
+      ' damaged place(s) skipped in the disk queue (' + num(x.backend_skipped_bytes) +
+      ' bytes); the messages there were lost') + '">damaged</span>';
+  }
+
   function numCell(n, cls) {
     var c = 'num' + (cls ? ' ' + cls : '') + (n === 0 ? ' zero' : '');
     return '<td class="' + c + '">' + num(n) + '</td>';
@@ -536,11 +545,11 @@
           return '<tr><td><a href="' + esc(nodeURL(n.node)) + '" data-nav>' + esc(n.hostname ? n.hostname + ' (' + n.node + ')' : n.node) + '</a>' +
             (canTomb ? ' <button class="btn-link" title="tombstone this producer" data-tombstone="' + esc(n.node) + '">✘ tombstone</button>' : '') +
             (n.paused ? ' <span class="badge paused">paused</span>' : '') + '</td>' +
-            numCell(n.depth) + '<td class="num">' + num(n.memory_depth) + ' + ' + num(n.backend_depth) + '</td>' +
+            numCell(n.depth) + '<td class="num">' + num(n.memory_depth) + ' + ' + num(n.backend_depth) + damagedBadge(n) + '</td>' +
             numCell(n.message_count) + numCell((n.channels || []).length) + e2eCells(n.e2e_processing_latency, e2e) + '</tr>';
         }).join('');
         if (nodes.length) {
-          rows += '<tr class="total"><td>Total</td>' + numCell(t.depth) + '<td class="num">' + num(t.memory_depth) + ' + ' + num(t.backend_depth) + '</td>' +
+          rows += '<tr class="total"><td>Total</td>' + numCell(t.depth) + '<td class="num">' + num(t.memory_depth) + ' + ' + num(t.backend_depth) + damagedBadge(t) + '</td>' +
             numCell(t.message_count) + numCell((t.channels || []).length) + e2eCells(e2e, e2e) + '</tr>';
         }
         setHTML('nodes', tableCard('Topic message queue', 'per nsqd', '<th>NSQd Host</th><th class="num">Depth</th><th class="num">Memory + Disk</th>' +
@@ -550,7 +559,7 @@
           var cs = (h.children || {})[c.channel_name];
           return '<tr><td><a href="' + esc(channelURL(topic, c.channel_name)) + '" data-nav>' + esc(c.channel_name) + '</a>' +
             (c.paused ? ' <span class="badge paused">paused</span>' : '') + '</td>' +
-            numCell(c.depth) + '<td class="num">' + num(c.memory_depth) + ' + ' + num(c.backend_depth) + '</td>' +
+            numCell(c.depth) + '<td class="num">' + num(c.memory_depth) + ' + ' + num(c.backend_depth) + damagedBadge(c) + '</td>' +
             numCell(c.in_flight_count) + numCell(c.deferred_count) + numCell(c.requeue_count) + numCell(c.timeout_count) +
             numCell(c.message_count) + numCell(c.client_count) + e2eCells(c.e2e_processing_latency, e2e) +
             '<td>' + sparkline(cs ? cs.rate : null) + '</td></tr>';
@@ -647,7 +656,7 @@
   }
 
   function statCells(c) {
-    return numCell(c.depth) + '<td class="num">' + num(c.memory_depth) + ' + ' + num(c.backend_depth) + '</td>' +
+    return numCell(c.depth) + '<td class="num">' + num(c.memory_depth) + ' + ' + num(c.backend_depth) + damagedBadge(c) + '</td>' +
       numCell(c.in_flight_count) + numCell(c.deferred_count) + numCell(c.requeue_count) + numCell(c.timeout_count) +
       numCell(c.message_count) + numCell(c.client_count);
   }
