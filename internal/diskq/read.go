@@ -320,10 +320,16 @@ func (q *Queue) damagedLocked(cause error, end int64) {
 	if q.opts.Damaged != nil {
 		q.opts.Damaged(fmt.Errorf("%s: damaged, skipped from byte %d to its end %d and saved as .bad: %w", fn, q.readPos, end, cause))
 	}
+	linked := q.rd.badLinked // already saved by resyncLocked
 	q.skipReadFileLocked()
-	q.corrupt.Add(1)
 	q.log.Error("DISKQUEUE: damaged data file, skipping to next file and saving it as .bad",
 		"file", fn, "bad", bad, "err", cause)
+	if linked {
+		// Renaming onto a hard link of the same file would do nothing.
+		q.removeFile(fn)
+		return
+	}
+	q.corrupt.Add(1)
 	if err := os.Rename(fn, bad); err != nil {
 		q.log.Error("DISKQUEUE: failed to rename damaged data file", "file", fn, "err", err)
 	}

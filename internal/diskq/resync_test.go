@@ -140,7 +140,7 @@ func testResync(t *testing.T, n int, d damage, current bool) {
 	}
 	got := readAll(t, q, 7)
 	checkRecords(t, got, want)
-	t.Logf("%d bytes damaged at %d: %d of %d records read, %d lost", end-off, off, len(got), len(starts), lost)
+	t.Logf("%d bytes damaged at %d: %d of %d records of the damaged file lost, %d records read in all", end-off, off, lost, len(starts), len(got))
 
 	wantRegions := int64(0) // damage inside a body cannot be seen
 	if lost > 0 || d.setSize < 0 {
