@@ -97,6 +97,7 @@ func (n *NSQD) newHTTPHandler(tlsRequiredHTTPSPort int) http.Handler {
 	config := logged(httpapi.V1(log, s.config))
 	r.GET("/config/:opt", config)
 	r.PUT("/config/:opt", config)
+	s.drainRoutes(r, logged) // drain_http.go; peek too
 
 	r.HandlerFunc("GET", "/debug/pprof/", pprof.Index)
 	r.HandlerFunc("GET", "/debug/pprof/cmdline", pprof.Cmdline)
@@ -148,6 +149,9 @@ type nodeInfo struct {
 	MaxDeflateLevel        int           `json:"max_deflate_level"`
 	TopologyZone           string        `json:"topology_zone"`
 	TopologyRegion         string        `json:"topology_region"`
+	// Beyond NSQ, present only while the node drains.
+	Draining     bool  `json:"draining,omitempty"`
+	DrainStarted int64 `json:"drain_started,omitempty"` // Unix seconds
 }
 
 func (s *httpServer) info(*http.Request, httprouter.Params) (*nodeInfo, error) {
@@ -169,6 +173,8 @@ func (s *httpServer) info(*http.Request, httprouter.Params) (*nodeInfo, error) {
 		MaxDeflateLevel:        o.MaxDeflateLevel,
 		TopologyZone:           o.TopologyZone,
 		TopologyRegion:         o.TopologyRegion,
+		Draining:               s.n.Draining(),
+		DrainStarted:           s.n.drainStartedUnix(),
 	}, nil
 }
 
@@ -227,6 +233,9 @@ func (s *httpServer) getTopic(q httpapi.Query) (*Topic, error) {
 // full or read-only disk, --min-free-disk-bytes, a failed durable fsync),
 // where NSQ also answers 503 EXITING although nothing is exiting.
 func publishError(err error) error {
+	if errors.Is(err, ErrDraining) {
+		return fmt.Errorf("%w: %w", errHTTPDraining, err)
+	}
 	if errors.Is(err, ErrExiting) {
 		return fmt.Errorf("%w: %w", errHTTPExiting, err)
 	}
@@ -526,6 +535,9 @@ func (s *httpServer) channelCreate(req *http.Request, _ httprouter.Params) (http
 		if errors.Is(err, ErrExiting) {
 			return httpapi.Empty{}, errHTTPExiting
 		}
+		if errors.Is(err, ErrDraining) {
+			return httpapi.Empty{}, errHTTPDraining
+		}
 		return httpapi.Empty{}, fmt.Errorf("create channel %q: %w", channel, err)
 	}
 	return httpapi.Empty{}, nil
@@ -573,6 +585,9 @@ func (s *httpServer) channelOp(op func(*Channel) error, persist bool) func(*http
 // GET does. NSQ checks the body before the option's name.
 func (s *httpServer) config(req *http.Request, ps httprouter.Params) (any, error) {
 	opt := ps.ByName("opt")
+	if opt == "drain" { // the RFC's spelling of PUT /state/drain
+		return s.configDrain(req)
+	}
 	if req.Method == http.MethodPut {
 		body, err := readBody(req, s.n.opts.MaxMsgSize)
 		switch {

@@ -19,6 +19,9 @@ func writeStatsText(b *strings.Builder, s *Stats, startTime, now time.Time) {
 	fmt.Fprintf(b, "start_time %s\n", startTime.Format(time.RFC3339))
 	fmt.Fprintf(b, "uptime %s\n", now.Sub(startTime))
 	fmt.Fprintf(b, "\nHealth: %s\n", s.Health)
+	if s.Draining {
+		b.WriteString("Draining: true\n") // beyond NSQ, only while draining
+	}
 
 	if m := s.Memory; m != nil {
 		b.WriteString("\nMemory:\n")

@@ -294,11 +294,13 @@ func (n *NSQD) registrations() []string {
 	var out []string
 	for _, t := range n.topicList() {
 		chans := t.channelList()
-		if len(chans) == 0 {
+		if len(chans) == 0 && !n.withdrawn(t.name) {
 			out = append(out, "REGISTER "+t.name)
 		}
 		for _, c := range chans {
-			out = append(out, "REGISTER "+t.name+" "+c.name)
+			if !n.withdrawn(t.name + " " + c.name) {
+				out = append(out, "REGISTER "+t.name+" "+c.name)
+			}
 		}
 	}
 	return out

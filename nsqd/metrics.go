@@ -25,6 +25,7 @@ func (n *NSQD) metricsHandler() http.Handler {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&metricsCollector{n: n},
+		drainCollector{n: n}, // drain_http.go
 	)
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		ErrorLog:      slog.NewLogLogger(n.logger.Handler(), slog.LevelError),

@@ -64,6 +64,7 @@ type NSQD struct {
 	// loaded is set once nsqd.dat has been loaded: from then on, durable
 	// mode persists creations before they are used.
 	loaded atomic.Bool
+	drain  drainer // drain.go
 }
 
 // New validates opts, locks the data directory and binds the listeners. It
@@ -83,6 +84,7 @@ func New(opts *Options) (*NSQD, error) {
 		freeDisk:  freeDiskSpace,
 	}
 	n.httpClient = httpapi.NewClient(opts.HTTPClientConnectTimeout, opts.HTTPClientRequestTimeout, nil)
+	n.drain.init()
 	n.logLevel.Set(opts.LogLevel.Slog())
 	n.level.Store(int32(opts.LogLevel))
 	n.logger = opts.Logger
@@ -242,8 +244,12 @@ func (n *NSQD) Run(ctx context.Context) error {
 	loops.Go(func() { n.lookupLoop(loopCtx) })
 	loops.Go(func() { n.syncLoop(loopCtx) })
 	loops.Go(func() { n.statsdLoop(loopCtx) })
+	loops.Go(func() { n.drainLoop(loopCtx) })
 
-	<-ctx.Done()
+	select {
+	case <-ctx.Done():
+	case <-n.drain.quit: // Shutdown: drained, --drain-timeout, PUT /state/shutdown
+	}
 	n.exiting.Store(true)
 	n.logger.Info("NSQ: closing")
 
@@ -375,6 +381,10 @@ func (n *NSQD) getTopic(name string, announce bool) (*Topic, error) {
 	if n.exiting.Load() {
 		n.mu.Unlock()
 		return nil, ErrExiting
+	}
+	if n.drain.active.Load() {
+		n.mu.Unlock()
+		return nil, ErrDraining
 	}
 	t, err := newTopic(n, name)
 	if err != nil {

@@ -110,6 +110,12 @@ type Options struct {
 	MaxDeflateLevel int  `flag:"max-deflate-level"`
 	SnappyEnabled   bool `flag:"snappy"`
 
+	// Drain and peek (beyond NSQ, see drain.go and peek.go). SigtermMode is
+	// read by main: "shutdown" (NSQ's behaviour) or "drain".
+	SigtermMode  string        `flag:"sigterm-mode"`
+	DrainTimeout time.Duration `flag:"drain-timeout"`
+	EnablePeek   bool          `flag:"enable-peek"`
+
 	TopologyRegion string   `flag:"topology-region"`
 	TopologyZone   string   `flag:"topology-zone"`
 	Experiments    []string `flag:"enable-experiment" cfg:"enable_experiment"`
@@ -170,6 +176,9 @@ func NewOptions() *Options {
 		DeflateEnabled:  true,
 		MaxDeflateLevel: 6,
 		SnappyEnabled:   true,
+
+		SigtermMode: SigtermShutdown,
+		EnablePeek:  true,
 	}
 }
 
@@ -195,6 +204,12 @@ func (o *Options) Validate() error {
 	}
 	if o.MemQueueSize < 0 {
 		errs = append(errs, errors.New("--mem-queue-size must be >= 0"))
+	}
+	if o.SigtermMode != SigtermShutdown && o.SigtermMode != SigtermDrain {
+		errs = append(errs, fmt.Errorf("--sigterm-mode must be %s or %s, not %q", SigtermShutdown, SigtermDrain, o.SigtermMode))
+	}
+	if o.DrainTimeout < 0 {
+		errs = append(errs, errors.New("--drain-timeout must be >= 0"))
 	}
 	if o.MaxMsgSize <= 0 || o.MaxBodySize <= 0 {
 		errs = append(errs, errors.New("--max-msg-size and --max-body-size must be > 0"))

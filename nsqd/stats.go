@@ -23,6 +23,8 @@ type Stats struct {
 	// HealthConditions (an addition to NSQ's JSON) lists each part of the
 	// daemon that health is made of; Health joins the failing ones.
 	HealthConditions []HealthCondition `json:"health_conditions"`
+	// Draining is set while the node drains (beyond NSQ; absent otherwise).
+	Draining bool `json:"draining,omitempty"`
 }
 
 // TopicStats describes one topic.
@@ -150,6 +152,7 @@ func (n *NSQD) Stats(topic, channel string, includeClients bool) Stats {
 		Version:   version.Binary,
 		Health:    "OK",
 		StartTime: n.startTime.Unix(),
+		Draining:  n.Draining(),
 	}
 	if err := n.Health(); err != nil {
 		s.Health = "NOK - " + err.Error()

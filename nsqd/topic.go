@@ -107,6 +107,9 @@ func (t *Topic) PublishMulti(bodies [][]byte) error {
 
 // publish puts the messages of one publish, as a pubBatch.
 func (t *Topic) publish(bodies [][]byte, deferred time.Duration) error {
+	if t.nsqd.drain.active.Load() {
+		return ErrDraining
+	}
 	if !t.ephemeral && t.nsqd.diskLow.Load() {
 		return ErrDiskLow
 	}
@@ -386,6 +389,10 @@ func (t *Topic) GetChannel(name string) (*Channel, error) {
 	if ok {
 		t.mu.Unlock()
 		return c, nil
+	}
+	if t.nsqd.drain.active.Load() {
+		t.mu.Unlock()
+		return nil, ErrDraining
 	}
 	c, err := newChannel(t, name)
 	if err != nil {

@@ -100,6 +100,11 @@ func nsqdFlagSet(opts *nsqd.Options) *flag.FlagSet {
 	fs.Int("max-deflate-level", opts.MaxDeflateLevel, "highest deflate level a client may ask for, 1..9 (higher costs more CPU)")
 	fs.Bool("snappy", opts.SnappyEnabled, "let clients negotiate snappy compression")
 
+	// Drain and peek (not in NSQ).
+	fs.String("sigterm-mode", opts.SigtermMode, "what SIGTERM does: shutdown (persist what is queued and exit, as NSQ) or drain (refuse publishes, let consumers empty every channel, then exit; a second SIGTERM or a SIGINT shuts down at once) (not in NSQ)")
+	fs.Duration("drain-timeout", opts.DrainTimeout, "longest a drain waits for consumers to empty the channels before a clean shutdown that keeps what is left (0 = no limit; not in NSQ)")
+	fs.Bool("enable-peek", opts.EnablePeek, "serve GET /channel/peek and /topic/peek, which show queued message bodies (not in NSQ)")
+
 	// Topology-aware consumption.
 	fs.String("topology-region", opts.TopologyRegion, "region of this nsqd, for topology-aware consumption")
 	fs.String("topology-zone", opts.TopologyZone, "availability zone of this nsqd, for topology-aware consumption")

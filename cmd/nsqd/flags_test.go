@@ -48,9 +48,9 @@ func resolve(t *testing.T, config string, args ...string) *nsqd.Options {
 func TestFlagNames(t *testing.T) {
 	want := []string{
 		"auth-http-address", "auth-http-request-method", "broadcast-address",
-		"broadcast-http-port", "broadcast-tcp-port", "config", "data-path", "deflate", "durable",
+		"broadcast-http-port", "broadcast-tcp-port", "config", "data-path", "deflate", "drain-timeout", "durable",
 		"e2e-processing-latency-percentile", "e2e-processing-latency-window-time",
-		"enable-experiment", "http-address", "http-client-connect-timeout",
+		"enable-experiment", "enable-peek", "http-address", "http-client-connect-timeout",
 		"http-client-request-timeout", "https-address", "log-level", "log-prefix",
 		"lookupd-tcp-address", "max-body-size", "max-bytes-per-file",
 		"max-channel-consumers", "max-deflate-level", "max-heartbeat-interval",
@@ -58,7 +58,7 @@ func TestFlagNames(t *testing.T) {
 		"max-output-buffer-timeout", "max-rdy-count", "max-req-timeout",
 		"mem-queue-size", "min-free-disk-bytes", "min-output-buffer-timeout", "msg-timeout", "node-id",
 		"output-buffer-timeout", "queue-scan-selection-count",
-		"queue-scan-worker-pool-max", "snappy", "statsd-address",
+		"queue-scan-worker-pool-max", "sigterm-mode", "snappy", "statsd-address",
 		"statsd-exclude-ephemeral", "statsd-interval", "statsd-mem-stats",
 		"statsd-prefix", "statsd-udp-packet-size", "sync-every", "sync-timeout",
 		"tcp-address", "tls-cert", "tls-client-auth-policy", "tls-key",
