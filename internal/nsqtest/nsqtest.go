@@ -220,6 +220,22 @@ func (p *Process) Stop(sig os.Signal) int {
 	return p.cmd.ProcessState.ExitCode()
 }
 
+// Signal sends sig without waiting; the test then judges the exit status
+// itself (Stop, or Exited and ExitCode).
+func (p *Process) Signal(sig os.Signal) {
+	p.t.Helper()
+	p.stopped.Store(true)
+	if err := p.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		p.t.Fatalf("signal %s: %v", p.Name, err)
+	}
+}
+
+// ExitCode is the exit status of a process that has exited (see Exited).
+func (p *Process) ExitCode() int {
+	<-p.exited
+	return p.cmd.ProcessState.ExitCode()
+}
+
 // Kill kills the process with SIGKILL and waits for it to exit.
 func (p *Process) Kill() {
 	p.stopped.Store(true)
