@@ -249,6 +249,7 @@ func (n *NSQD) Run(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
 	case <-n.drain.quit: // Shutdown: drained, --drain-timeout, PUT /state/shutdown
+		stop(nil) // as if ctx ended: closing the listeners below is no failure
 	}
 	n.exiting.Store(true)
 	n.logger.Info("NSQ: closing")
