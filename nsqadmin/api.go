@@ -1,6 +1,7 @@
 package nsqadmin
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 
@@ -98,7 +99,7 @@ func (s *httpServer) channel(req *http.Request, ps httprouter.Params) (any, erro
 }
 
 type nodesResponse struct {
-	Nodes []*clusterinfo.Producer `json:"nodes"`
+	Nodes []nodeWithState `json:"nodes"`
 	envelope
 }
 
@@ -109,10 +110,7 @@ func (s *httpServer) nodes(req *http.Request, _ httprouter.Params) (any, error) 
 	if err != nil {
 		return nil, err
 	}
-	if producers == nil {
-		producers = []*clusterinfo.Producer{}
-	}
-	return nodesResponse{Nodes: producers, envelope: newEnvelope(partial)}, nil
+	return nodesResponse{Nodes: s.withStates(req, producers), envelope: newEnvelope(partial)}, nil
 }
 
 type nodeResponse struct {
@@ -122,6 +120,10 @@ type nodeResponse struct {
 	Topics        []*clusterinfo.TopicStats `json:"topics"`
 	TotalMessages int64                     `json:"total_messages"`
 	TotalClients  int                       `json:"total_clients"`
+	// Beyond NSQ: the node's drain (drainpeek.go).
+	Draining     bool            `json:"draining,omitempty"`
+	DrainStarted int64           `json:"drain_started,omitempty"`
+	Blockers     json.RawMessage `json:"blockers,omitempty"`
 	envelope
 }
 
@@ -136,6 +138,9 @@ func (s *httpServer) node(req *http.Request, ps httprouter.Params) (any, error) 
 	resp := nodeResponse{Node: p.Node(), Hostname: p.Hostname, Version: p.Version, Topics: topics, envelope: newEnvelope(partial)}
 	if resp.Topics == nil {
 		resp.Topics = []*clusterinfo.TopicStats{}
+	}
+	if st := s.a.cluster.NodeStates(req.Context(), []*clusterinfo.Producer{p})[0]; st != nil && st.Draining {
+		resp.Draining, resp.DrainStarted, resp.Blockers = true, st.DrainStarted, st.Blockers
 	}
 	for _, t := range topics {
 		resp.TotalMessages += t.MessageCount

@@ -75,6 +75,8 @@ func (a *NSQAdmin) newHTTPHandler() http.Handler {
 	r.DELETE(p("/api/topics/:topic"), admin(s.deleteTopic))
 	r.DELETE(p("/api/topics/:topic/:channel"), admin(s.deleteChannel))
 	r.DELETE(p("/api/nodes/:node"), admin(s.tombstoneTopicProducer))
+	r.POST(p("/api/nodes/:node"), admin(s.nodeAction)) // drainpeek.go
+	r.GET(p("/api/peek"), admin(s.peek))
 
 	config := logged(httpapi.V1(log, s.config))
 	r.GET(p("/config/:opt"), config)
