@@ -478,14 +478,119 @@
       '<button class="btn btn-danger" data-action="delete">Delete ' + K + '</button></div>';
   }
 
+  // ---- peek (not in NSQ): messages on each node, without consuming them ----
+
+  // peekTabs wraps a page's overview in tabs with a Peek tab (admins only:
+  // peek shows message bodies).
+  function peekTabs(overview, channel) {
+    if (!IS_ADMIN) { return overview; }
+    var states = channel ? ['all', 'queued', 'deferred', 'in_flight'] : ['all', 'queued', 'deferred'];
+    return '<div class="tabs" id="tabs"><button class="tab active" data-tab="overview" id="tab-overview">Overview</button>' +
+      '<button class="tab" data-tab="peek" id="tab-peek">Peek</button></div>' +
+      '<div id="panel-overview">' + overview + '</div>' +
+      '<div id="panel-peek" hidden><div class="card peek-controls">' +
+      '<label>State <select id="peek-state">' + states.map(function (x) { return '<option>' + x + '</option>'; }).join('') + '</select></label> ' +
+      '<label>Messages <input id="peek-n" type="number" min="1" max="1000" value="20"></label> ' +
+      '<label>Preview <select id="peek-format"><option value="text">text</option><option value="json">JSON</option><option value="hex">hex</option></select></label> ' +
+      '<button class="btn btn-primary" id="peek-refresh">Peek</button>' +
+      '<span class="hint"> Read-only: nothing is consumed, requeued or counted.</span></div>' +
+      '<div id="peek-result"></div></div>';
+  }
+
+  function b64bytes(b64) {
+    var bin = atob(b64 || ''), out = new Uint8Array(bin.length);
+    for (var i = 0; i < bin.length; i++) { out[i] = bin.charCodeAt(i); }
+    return out;
+  }
+
+  function preview(m, format) {
+    var bytes = b64bytes(m.body), more = m.body_truncated ? '…' : '';
+    if (format === 'hex') {
+      var h = [];
+      for (var i = 0; i < bytes.length; i++) { h.push((bytes[i] < 16 ? '0' : '') + bytes[i].toString(16)); }
+      return h.join(' ') + more;
+    }
+    var text = new TextDecoder('utf-8').decode(bytes);
+    if (format === 'json' && !m.body_truncated) {
+      try { return JSON.stringify(JSON.parse(text), null, 2); } catch (e) { /* not JSON: as text */ }
+    }
+    return text + more;
+  }
+
+  function countdown(ns) {
+    var s = Math.round((ns / 1e6 - Date.now()) / 1000);
+    return s > 0 ? 'in ' + duration(s) : 'due';
+  }
+
+  function peekStateBadge(st) {
+    var cls = { queued: 'ok', deferred: 'paused', in_flight: 'tls' }[st] || '';
+    return '<span class="badge ' + cls + '">' + esc(st.replace('_', ' ')) + '</span>';
+  }
+
+  function renderPeek(r, format) {
+    if (!r.ok) { return '<div class="card empty">' + bannerFor(r, 'peek') + '</div>'; }
+    var nodes = r.data.nodes || [];
+    if (!nodes.length) { return '<div class="card empty">No node has this topic.</div>'; }
+    return nodes.map(function (n) {
+      var title = esc(n.hostname ? n.hostname + ' (' + n.node + ')' : n.node);
+      if (n.error || !n.peek) {
+        return '<div class="card"><h2>' + title + '</h2><div class="empty">' + esc(n.error || 'no answer') + '</div></div>';
+      }
+      var pk = n.peek, msgs = pk.messages || [];
+      var rows = msgs.map(function (m) {
+        var when = m.state === 'deferred' ? '<span data-countdown="' + m.deliver_at + '">' + countdown(m.deliver_at) + '</span>'
+          : m.state === 'in_flight' ? 'times out <span data-countdown="' + m.timeout_at + '">' + countdown(m.timeout_at) + '</span>' +
+            (m.client_id ? ' · ' + esc(m.client_id) : '') : '–';
+        return '<tr><td>' + peekStateBadge(m.state) + '</td><td class="mono">' + esc(m.id) + '</td>' +
+          '<td class="num">' + duration(Math.max(0, Math.round((Date.now() - m.timestamp / 1e6) / 1000))) + '</td>' +
+          numCell(m.attempts) + '<td>' + when + '</td>' + numCell(m.size) +
+          '<td class="wrap"><pre class="peek-body">' + esc(preview(m, format)) + '</pre></td></tr>';
+      }).join('');
+      return tableCard(n.hostname || n.node, 'depth ' + num(pk.depth) + ' · in flight ' + num(pk.in_flight_count) + ' · deferred ' + num(pk.deferred_count) + ' · ' + esc(n.node),
+        '<th>State</th><th>ID</th><th class="num">Age</th><th class="num">Attempts</th><th>Deliver / Timeout</th><th class="num">Size</th><th>Body</th>',
+        rows, 'Nothing to show on this node.');
+    }).join('');
+  }
+
+  // wirePeek makes the tabs and the Peek panel work on a topic or channel page.
+  function wirePeek(topic, channel) {
+    if (!IS_ADMIN) { return; }
+    var last = null;
+    function load() {
+      var q = '?topic=' + encodeURIComponent(topic) + (channel ? '&channel=' + encodeURIComponent(channel) : '') +
+        '&state=' + encodeURIComponent($('#peek-state').value) + '&n=' + encodeURIComponent($('#peek-n').value || '20') +
+        '&max_body=4096&encoding=base64';
+      return api('GET', '/peek' + q).then(function (r) { last = r; setHTML('peek-result', renderPeek(r, $('#peek-format').value)); });
+    }
+    $('#tabs').addEventListener('click', function (e) {
+      var b = e.target.closest('button[data-tab]');
+      if (!b) { return; }
+      var tab = b.getAttribute('data-tab');
+      Array.prototype.forEach.call(document.querySelectorAll('#tabs .tab'), function (x) { x.classList.toggle('active', x === b); });
+      $('#panel-overview').hidden = tab !== 'overview';
+      $('#panel-peek').hidden = tab !== 'peek';
+      if (tab === 'peek') { load(); }
+    });
+    $('#peek-refresh').addEventListener('click', load);
+    $('#peek-state').addEventListener('change', load);
+    $('#peek-format').addEventListener('change', function () { if (last) { setHTML('peek-result', renderPeek(last, $('#peek-format').value)); } });
+    var timer = setInterval(function () {
+      if (!document.body.contains($('#peek-result') || document.createElement('i'))) { clearInterval(timer); return; }
+      Array.prototype.forEach.call(document.querySelectorAll('[data-countdown]'), function (el) {
+        el.textContent = countdown(+el.getAttribute('data-countdown'));
+      });
+    }, 1000);
+  }
+
   function topicView(topic) {
     document.title = topic + ' · nsqadmin';
     app.innerHTML = breadcrumb([['Topics', url('/')], [topic]]) +
       '<div class="page-head"><h1><span>' + esc(topic) + '</span><span id="paused"></span></h1><div id="actions"></div></div>' +
-      '<div class="banners" id="banners"></div>' +
+      '<div class="banners" id="banners"></div>' + peekTabs(
       '<div class="grid-2 stack" id="charts">' + chartCard('chart-rate', 'Messages per second', 'published to this topic') +
       chartCard('chart-depth', 'Queued messages', 'topic and its channels') + '</div>' +
-      '<div id="nodes"><div class="loading">Loading…</div></div><div id="channels"></div>';
+      '<div id="nodes"><div class="loading">Loading…</div></div><div id="channels"></div>', '');
+    wirePeek(topic, '');
     var paused = false;
     $('#actions').addEventListener('click', function (e) {
       var b = e.target.closest('button[data-action]');
@@ -578,10 +683,11 @@
     document.title = topic + ' / ' + channel + ' · nsqadmin';
     app.innerHTML = breadcrumb([['Topics', url('/')], [topic, topicURL(topic)], [channel]]) +
       '<div class="page-head"><h1><span>' + esc(channel) + '</span><span class="subtitle">on ' + esc(topic) + '</span><span id="paused"></span></h1><div id="actions"></div></div>' +
-      '<div class="banners" id="banners"></div>' +
+      '<div class="banners" id="banners"></div>' + peekTabs(
       '<div class="grid-2 stack" id="charts">' + chartCard('chart-rate', 'Messages per second', 'put into this channel') +
       chartCard('chart-depth', 'Queued and in flight') + '</div>' +
-      '<div id="nodes"><div class="loading">Loading…</div></div><div id="clients"></div>';
+      '<div id="nodes"><div class="loading">Loading…</div></div><div id="clients"></div>', channel);
+    wirePeek(topic, channel);
     var paused = false;
     $('#actions').addEventListener('click', function (e) {
       var b = e.target.closest('button[data-action]');
@@ -681,7 +787,8 @@
               (t.tombstoned ? ' title="tombstoned on this node"' : '') + '>' + esc(t.topic) + '</a>';
           }).join('');
           return '<tr' + (n.out_of_date ? ' class="outdated" title="older than the newest nsqd in the cluster"' : '') + '>' +
-            '<td>' + esc(n.hostname) + '</td><td><a href="' + esc(nodeURL(node)) + '" data-nav>' + esc(node) + '</a></td>' +
+            '<td>' + esc(n.hostname) + '</td><td><a href="' + esc(nodeURL(node)) + '" data-nav>' + esc(node) + '</a>' +
+            (n.draining ? ' <span class="badge draining" title="refusing publishes until its channels are empty">DRAINING</span>' : '') + '</td>' +
             '<td class="num">' + n.tcp_port + '</td><td class="num">' + n.http_port + '</td>' +
             '<td>' + esc(n.version) + (n.out_of_date ? ' <span class="badge paused">out of date</span>' : '') + '</td>' +
             (lookupd ? '<td class="num' + (conns !== NSQLOOKUPD.length ? ' nonzero-warn' : '') + '" title="' + esc((n.remote_addresses || []).join('\n')) + '">' + conns + '</td>' : '') +
@@ -697,8 +804,19 @@
   function nodeView(node) {
     document.title = node + ' · nsqadmin';
     app.innerHTML = breadcrumb([['Nodes', url('/nodes')], [node]]) +
-      '<h1><span>' + esc(node) + '</span><span class="subtitle" id="hostname"></span></h1><div class="banners" id="banners"></div>' +
-      '<div id="summary"></div><div id="topics"><div class="loading">Loading…</div></div>';
+      '<div class="page-head"><h1><span>' + esc(node) + '</span><span class="subtitle" id="hostname"></span><span id="draining"></span></h1><div id="node-actions"></div></div>' +
+      '<div class="banners" id="banners"></div>' +
+      '<div id="summary"></div><div id="blockers"></div><div id="topics"><div class="loading">Loading…</div></div>';
+    $('#node-actions').addEventListener('click', function (e) {
+      if (!e.target.closest('button[data-action="drain"]')) { return; }
+      runAction({
+        title: 'Drain node?', label: 'Drain Node',
+        body: 'nsqd ' + node + ' will refuse new publishes (publishers get E_PUB_FAILED / HTTP 503), let its consumers empty every channel, ' +
+          'unregister from nsqlookupd as each channel empties, and then exit. A drain cannot be cancelled.',
+        done: 'Draining ' + node,
+        method: 'POST', path: '/nodes/' + encodeURIComponent(node), payload: { action: 'drain' }
+      }).then(function (r) { if (r) { p.now(); } });
+    });
     var canTomb = IS_ADMIN && NSQLOOKUPD.length > 0;
     $('#topics').addEventListener('click', function (e) {
       var b = e.target.closest('button[data-tombstone]');
@@ -719,6 +837,15 @@
         var nch = 0;
         topics.forEach(function (t) { nch += (t.channels || []).length; });
         setHTML('hostname', d.hostname ? esc(d.hostname) + ' · nsqd v' + esc(d.version) : '');
+        setHTML('draining', d.draining ? ' <span class="badge draining" title="since ' + esc(new Date(d.drain_started * 1000).toLocaleString()) + '">DRAINING</span>' : '');
+        setHTML('node-actions', IS_ADMIN && !d.draining ? '<div class="actions"><button class="btn btn-danger" data-action="drain">Drain Node</button></div>' : '');
+        var bl = d.draining ? (d.blockers || []) : [];
+        setHTML('blockers', !d.draining ? '' : tableCard('Drain', 'what still holds the drain', '<th>Topic</th><th>Channel</th><th class="num">Depth</th>' +
+          '<th class="num">In-Flight</th><th class="num">Deferred</th><th class="num">Consumers</th><th>Paused</th>',
+          bl.map(function (b) {
+            return '<tr><td>' + esc(b.topic) + '</td><td>' + esc(b.channel || '(topic)') + '</td>' + numCell(b.depth) + numCell(b.in_flight_count) +
+              numCell(b.deferred_count) + numCell(b.client_count) + '<td>' + (b.paused ? '<span class="badge paused">paused</span>' : '') + '</td></tr>';
+          }).join(''), 'Every channel is empty: the node is about to exit.'));
         setHTML('summary', '<div class="stats">' +
           '<div class="stat"><div class="label">Topics</div><div class="value">' + num(topics.length) + '</div></div>' +
           '<div class="stat"><div class="label">Channels</div><div class="value">' + num(nch) + '</div></div>' +
