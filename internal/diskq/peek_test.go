@@ -75,9 +75,9 @@ func TestPeek(t *testing.T) {
 // A peek racing with reads that finish and remove files returns records in
 // order and never fails.
 func TestPeekConcurrentRead(t *testing.T) {
-	q := openQueue(t, "peekrace", t.TempDir(), testOptions(t, 200))
-	recs := records(0, 2000)
-	putBatches(t, q, recs, 50)
+	q := openQueue(t, "peekrace", t.TempDir(), testOptions(t, 600))
+	recs := records(0, 400)
+	putBatches(t, q, recs, 20)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
