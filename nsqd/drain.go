@@ -274,13 +274,18 @@ func (n *NSQD) State() NodeState {
 		s.DrainStarted = n.drainStartedUnix()
 		s.Blockers = n.drainBlockers()
 	}
-	select {
-	case <-n.drain.quit:
+	if n.shuttingDown() {
 		s.State = "exiting"
-	default:
-		if n.exiting.Load() {
-			s.State = "exiting"
-		}
 	}
 	return s
+}
+
+// shuttingDown reports whether Run is shutting down or was asked to.
+func (n *NSQD) shuttingDown() bool {
+	select {
+	case <-n.drain.quit:
+		return true
+	default:
+		return n.exiting.Load()
+	}
 }

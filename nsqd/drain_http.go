@@ -29,10 +29,10 @@ func (s *httpServer) drainRoutes(r *httprouter.Router, logged func(httprouter.Ha
 // shuts down (publishers should go elsewhere), else what /ping answers.
 // /ping stays 200 during a drain, so a liveness probe does not restart it.
 func (s *httpServer) ready(req *http.Request, ps httprouter.Params) (string, error) {
-	switch st := s.n.State(); st.State {
-	case "draining":
+	if s.n.Draining() {
 		return "", httpapi.Err(http.StatusServiceUnavailable, "DRAINING")
-	case "exiting":
+	}
+	if s.n.shuttingDown() {
 		return "", httpapi.Err(http.StatusServiceUnavailable, "EXITING")
 	}
 	return s.ping(req, ps)
