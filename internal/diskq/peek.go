@@ -110,7 +110,7 @@ func (q *Queue) peekOnce(max, limit int, skipMissing bool) ([]PeekedRecord, erro
 
 // peekFile appends the records of data file num from pos to end (-1: the
 // file's size).
-func (q *Queue) peekFile(out []PeekedRecord, num, pos, end int64, max, limit int) ([]PeekedRecord, error) {
+func (q *Queue) peekFile(out []PeekedRecord, num, pos, end int64, count, limit int) ([]PeekedRecord, error) {
 	if end >= 0 && pos >= end {
 		return out, nil
 	}
@@ -131,21 +131,42 @@ func (q *Queue) peekFile(out []PeekedRecord, num, pos, end int64, max, limit int
 	}
 	r := bufio.NewReaderSize(io.NewSectionReader(f, pos, end-pos), 16<<10)
 	var hdr [4]byte
-	for len(out) < max && pos+4 <= end {
+	for len(out) < count && pos+4 <= end {
 		if _, err := io.ReadFull(r, hdr[:]); err != nil {
 			return out, nil
 		}
 		size := int64(int32(binary.BigEndian.Uint32(hdr[:])))
-		if size < int64(q.opts.MinMsgSize) || size > int64(q.opts.MaxMsgSize) || pos+4+size > end {
-			return out, nil // damaged: the reader will skip the rest of this file
+		var data []byte
+		ok := size >= int64(q.opts.MinMsgSize) && size <= int64(q.opts.MaxMsgSize) && pos+4+size <= end
+		if ok {
+			keep := min(int(size), limit)
+			head := keep
+			if q.opts.Check != nil {
+				head = max(keep, min(int(size), q.opts.CheckLen))
+			}
+			data = make([]byte, head)
+			if _, err := io.ReadFull(r, data); err != nil {
+				return out, nil
+			}
+			ok = q.opts.Check == nil || q.opts.Check(data[:min(int(size), q.opts.CheckLen)])
+			data = data[:keep:keep]
+			if _, err := r.Discard(int(size) - head); err != nil {
+				return out, nil
+			}
 		}
-		keep := min(int(size), limit)
-		data := make([]byte, keep)
-		if _, err := io.ReadFull(r, data); err != nil {
-			return out, nil
-		}
-		if _, err := r.Discard(int(size) - keep); err != nil {
-			return out, nil
+		if !ok {
+			// Damaged. Without Check the reader skips the rest of the file;
+			// with it, it goes on at the next record that checks out.
+			if q.opts.Check == nil {
+				return out, nil
+			}
+			next, found, err := q.scan(f, pos+1, end, end)
+			if err != nil || !found {
+				return out, nil
+			}
+			pos = next
+			r.Reset(io.NewSectionReader(f, pos, end-pos))
+			continue
 		}
 		out = append(out, PeekedRecord{Data: data, Size: int(size)})
 		pos += 4 + size

@@ -2,6 +2,7 @@ package diskq
 
 import (
 	"bytes"
+	"encoding/binary"
 	"os"
 	"path/filepath"
 	"testing"
@@ -99,6 +100,52 @@ func TestPeekConcurrentRead(t *testing.T) {
 			if bytes.Compare(peeked[i-1].Data[:13], peeked[i].Data[:13]) >= 0 {
 				t.Fatalf("Peek out of order: %q then %q", peeked[i-1].Data, peeked[i].Data)
 			}
+		}
+	}
+}
+
+// With Options.Check, Peek skips a damaged record as the reader does and
+// shows the records Read then returns.
+func TestPeekSkipsDamage(t *testing.T) {
+	dir := t.TempDir()
+	o := checkedOptions(t, 1<<20)
+	q := openQueue(t, "q", dir, o)
+	recs := make([][]byte, 60)
+	for i := range recs {
+		recs[i] = checkedRecord(i)
+	}
+	putBatches(t, q, recs, 60)
+	if err := q.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	fn := dataFile(dir, "q", 0)
+	data := readFile(t, fn)
+	off := int64(0)
+	for range 20 { // the head of record 20
+		off += 4 + int64(binary.BigEndian.Uint32(data[off:]))
+	}
+	f, err := os.OpenFile(fn, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("XXXX"), off+4); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	peeked, err := q.Peek(100, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read, err := q.Read(nil, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(peeked) != 59 || len(read) != 59 {
+		t.Fatalf("Peek %d records, Read %d; want 59 (record 20 damaged)", len(peeked), len(read))
+	}
+	for i := range read {
+		if !bytes.Equal(peeked[i].Data, read[i]) {
+			t.Fatalf("record %d: Peek %q, Read %q", i, peeked[i].Data, read[i])
 		}
 	}
 }
