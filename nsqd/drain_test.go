@@ -178,3 +178,20 @@ func TestSigtermModeValidation(t *testing.T) {
 		t.Errorf("Validate() = %v", err)
 	}
 }
+
+// PUT /state/shutdown ends Run with the clean shutdown SIGTERM does.
+func TestStateShutdown(t *testing.T) {
+	h := startHTTPNSQD(t, nil, nil)
+	status, _, body := h.do("PUT", "/state/shutdown", reqBody{})
+	if status != 200 || !strings.Contains(body, `"state":"exiting"`) {
+		t.Fatalf("PUT /state/shutdown = %d %q", status, body)
+	}
+	select {
+	case <-h.n.drain.quit:
+	case <-time.After(5 * time.Second):
+		t.Fatal("PUT /state/shutdown did not ask Run to shut down")
+	}
+	if h.n.Draining() {
+		t.Error("a shutdown is not a drain")
+	}
+}
