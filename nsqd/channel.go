@@ -21,9 +21,11 @@ import (
 // disk queue), in the deferred heap until their deliver-at time, or in
 // flight in the client that received them. Consumers pull: a client's pump
 // takes as many messages as its RDY allows in one lock acquisition, and
-// registers as a waiter when the memory queue is empty; a put wakes every
-// waiter. Disk-queued messages are read straight from the disk queue's
-// channel by whichever ready pump receives first.
+// registers as a waiter when the memory queue is empty. Waiters are served
+// first come, first served, as NSQ's pumps receiving from one Go channel
+// are: a put wakes as many waiters as it added messages, oldest first, so
+// idle consumers take turns. Disk-queued messages are read straight from
+// the disk queue by whichever ready pump reads first.
 type Channel struct {
 	name      string
 	topicName string
@@ -52,7 +54,7 @@ type Channel struct {
 	mem      msgQueue
 	deferred msgHeap
 	clients  map[int64]*client
-	waiters  []*client // pumps waiting for the memory queue to fill
+	waiters  []*client // pumps waiting for a message, oldest first
 	exiting  bool
 
 	messageCount  atomic.Uint64
@@ -131,7 +133,7 @@ func (c *Channel) putBatch(b *pubBatch) error {
 	c.mu.Lock()
 	if !c.exiting && c.journal == nil && c.mem.len()+n <= int(c.nsqd.opts.MemQueueSize) {
 		c.mem.pushBatch(b)
-		c.wakeWaitersLocked()
+		c.wakeWaitersLocked(n)
 		c.mu.Unlock()
 		c.messageCount.Add(uint64(n))
 		return nil
@@ -165,7 +167,7 @@ func (c *Channel) enqueue(msgs []*Message) (int, error) {
 	if c.backend == nil {
 		memMax += len(c.waiters)
 	}
-	added := false
+	added := 0
 	for _, m := range msgs {
 		switch {
 		case m.deadline > now:
@@ -176,13 +178,13 @@ func (c *Channel) enqueue(msgs []*Message) (int, error) {
 			c.deferredCount.Add(1)
 		case m.journaled || c.mem.len() < memMax:
 			c.mem.push(m)
-			added = true
+			added++
 		default:
 			overflow = append(overflow, m)
 		}
 	}
-	if added {
-		c.wakeWaitersLocked()
+	if added > 0 {
+		c.wakeWaitersLocked(added)
 	}
 	c.mu.Unlock()
 	if len(overflow) == 0 {
@@ -196,30 +198,53 @@ func (c *Channel) enqueue(msgs []*Message) (int, error) {
 	}
 	// Waiting pumps read the disk queue when they wake.
 	c.mu.Lock()
-	c.wakeWaitersLocked()
+	c.wakeWaitersLocked(len(overflow))
 	c.mu.Unlock()
 	return len(msgs), nil
 }
 
-// wakeWaitersLocked signals every waiting pump. The sends never block: each
-// client's wake channel has room for one pending signal.
-func (c *Channel) wakeWaitersLocked() {
-	for i, cl := range c.waiters {
-		cl.waiting = false
-		cl.wakeUp()
-		c.waiters[i] = nil
+// wakeWaitersLocked gives the turn to the k oldest waiting pumps (at most
+// one per message added): each leaves the waiter list with its turn flag
+// set and is woken. A pump with the turn either takes in take or, if it
+// can no longer deliver, passes the turn on (passTurn); so a message never
+// waits in the queue while a waiting pump sleeps. The sends never block:
+// each client's wake channel has room for one pending signal.
+func (c *Channel) wakeWaitersLocked(k int) {
+	k = min(k, len(c.waiters))
+	if k == 0 {
+		return
 	}
-	c.waiters = c.waiters[:0]
+	for _, cl := range c.waiters[:k] {
+		cl.waiting = false
+		cl.turn.Store(true)
+		cl.wakeUp()
+	}
+	n := copy(c.waiters, c.waiters[k:])
+	clear(c.waiters[n:])
+	c.waiters = c.waiters[:n]
 }
 
+// wakeAllWaitersLocked wakes every waiting pump (the channel is going away).
+func (c *Channel) wakeAllWaitersLocked() { c.wakeWaitersLocked(len(c.waiters)) }
+
 // take moves up to max messages from the memory queue to dst. When the
-// queue is empty the client is registered to be woken by the next put.
+// queue is empty the client is registered to be woken by a later put: at
+// the end of the waiter list, or at its head if the client had the turn
+// and another pump took the messages first.
 func (c *Channel) take(dst []*Message, max int, cl *client) []*Message {
 	c.mu.Lock()
+	turn := cl.turn.Load()
+	if turn {
+		cl.turn.Store(false)
+	}
 	if c.mem.len() == 0 {
 		if !cl.waiting && !c.exiting {
 			cl.waiting = true
-			c.waiters = append(c.waiters, cl)
+			if turn {
+				c.waiters = slices.Insert(c.waiters, 0, cl)
+			} else {
+				c.waiters = append(c.waiters, cl)
+			}
 		}
 		c.mu.Unlock()
 		return dst
@@ -229,6 +254,19 @@ func (c *Channel) take(dst []*Message, max int, cl *client) []*Message {
 	dst = materialize(dst, cl.slots)
 	clear(cl.slots)
 	return dst
+}
+
+// passTurn hands a turn that cl got (wakeWaitersLocked) but cannot use (its
+// RDY went down, it is full or closing) to the next waiting pump.
+func (c *Channel) passTurn(cl *client) {
+	c.mu.Lock()
+	if cl.turn.Load() {
+		cl.turn.Store(false)
+		if !c.paused.Load() && (c.mem.len() > 0 || c.backendDepth() > 0) {
+			c.wakeWaitersLocked(1)
+		}
+	}
+	c.mu.Unlock()
 }
 
 // syncDurable makes what enqueue wrote durable (durable mode): the disk
@@ -393,6 +431,12 @@ func (c *Channel) removeClient(cl *client) {
 			c.waiters = slices.Delete(c.waiters, i, i+1)
 		}
 	}
+	if cl.turn.Load() {
+		cl.turn.Store(false)
+		if c.mem.len() > 0 || c.backendDepth() > 0 {
+			c.wakeWaitersLocked(1)
+		}
+	}
 	empty := len(c.clients) == 0 && !c.exiting
 	c.mu.Unlock()
 	if empty && c.ephemeral {
@@ -494,7 +538,7 @@ func (c *Channel) markExiting() []*client {
 	for _, cl := range c.clients {
 		out = append(out, cl)
 	}
-	c.wakeWaitersLocked()
+	c.wakeAllWaitersLocked()
 	return out
 }
 
