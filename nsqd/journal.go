@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/nsqclone/nsq/internal/diskq"
 )
@@ -39,6 +40,9 @@ import (
 type journal struct {
 	path string
 	log  *slog.Logger
+	// lastWrite is when the sync loop last wrote the journal (only kept
+	// for NSQD.journalWritten; touched by the sync loop only).
+	lastWrite time.Time
 
 	// mu guards everything below. Appends go to buf under it; write moves
 	// buf to the file in one system call.

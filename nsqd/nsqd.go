@@ -64,6 +64,10 @@ type NSQD struct {
 	// loaded is set once nsqd.dat has been loaded: from then on, durable
 	// mode persists creations before they are used.
 	loaded atomic.Bool
+	// journalWritten, set by benchmarks before Run, is called after the
+	// sync loop writes a journal, with the time since it last wrote that
+	// journal: how long a finished record waited at most.
+	journalWritten func(interval time.Duration)
 }
 
 // New validates opts, locks the data directory and binds the listeners. It
@@ -631,6 +635,13 @@ func (n *NSQD) maintainJournal(j *journal, c *Channel) bool {
 		n.logger.Error("JOURNAL: write failed", "file", j.path, "err", err)
 		n.health.fail(healthJournal, err)
 		return false
+	}
+	if f := n.journalWritten; f != nil {
+		now := time.Now()
+		if !j.lastWrite.IsZero() {
+			f(now.Sub(j.lastWrite))
+		}
+		j.lastWrite = now
 	}
 	if !j.needsCompaction() {
 		return true
