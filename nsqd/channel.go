@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -97,21 +96,6 @@ func newChannel(t *Topic, name string) (*Channel, error) {
 	}
 	c.e2e = n.newLatencyWindow()
 	return c, nil
-}
-
-// restoreJournaled queues the messages a journal held at startup. Without
-// --durable the journal file is removed once they are queued like any other.
-func (c *Channel) restoreJournaled(msgs []*Message) {
-	if len(msgs) > 0 {
-		if _, err := c.enqueue(msgs); err != nil {
-			c.log.Error("CHANNEL: failed to restore journaled messages", "count", len(msgs), "err", err)
-			return
-		}
-		c.log.Info("CHANNEL: restored unfinished and deferred messages from journal", "count", len(msgs))
-	}
-	if c.journal == nil {
-		os.Remove(journalFileName(c.nsqd.dataPath(), c.backendName()))
-	}
 }
 
 // ErrExiting is returned for operations on a topic or channel being deleted
@@ -269,10 +253,6 @@ func (c *Channel) passTurn(cl *client) {
 	c.mu.Unlock()
 }
 
-// syncDurable makes what enqueue wrote durable (durable mode): the disk
-// queue and the journal are fsynced, shared with concurrent publishers.
-func (c *Channel) syncDurable() error { return c.nsqd.syncDurable(c.backend, c.journal) }
-
 // readDisk appends up to max messages from the disk queue. In durable mode
 // they become live in the journal, and flushJournal commits the read once
 // their records are written.
@@ -305,54 +285,6 @@ func (c *Channel) readDisk(dst []*Message, max int) []*Message {
 			return dst
 		}
 	}
-}
-
-// flushJournal writes the journal (durable mode) and commits the disk
-// queue's reads it now covers: every message read so far is finished or
-// written in the journal. The records reach the disk before the commit
-// does: the disk queue's sync fsyncs the journal before its metadata.
-func (c *Channel) flushJournal() error {
-	c.diskMu.Lock()
-	defer c.diskMu.Unlock()
-	return c.flushJournalLocked()
-}
-
-func (c *Channel) flushJournalLocked() error {
-	if err := c.journal.flush(); err != nil {
-		return err
-	}
-	c.backend.Commit()
-	return nil
-}
-
-// recoveredIDs: see Channel.recovered.
-type recoveredIDs struct {
-	ids    map[MessageID]struct{}
-	window int64
-}
-
-// skipRecoveredLocked drops the messages the journal already accounted for
-// at startup. Callers hold diskMu.
-func (c *Channel) skipRecoveredLocked(msgs []*Message) []*Message {
-	r := c.recovered
-	n := 0
-	for _, m := range msgs {
-		_, seen := r.ids[m.ID]
-		r.window--
-		if !seen {
-			msgs[n] = m
-			n++
-		}
-	}
-	if r.window <= 0 {
-		c.recovered = nil
-		c.hasRecovered.Store(false)
-	}
-	if skipped := len(msgs) - n; skipped > 0 {
-		c.log.Info("CHANNEL: skipped disk queue copies of messages the journal accounted for", "count", skipped)
-	}
-	clear(msgs[n:])
-	return msgs[:n]
 }
 
 // finished forgets a message that was FIN'd (or dropped by sampling).
@@ -593,18 +525,6 @@ func (c *Channel) close() error {
 		err = errors.Join(err, c.journal.close())
 	}
 	return err
-}
-
-// notJournaled filters msgs in place.
-func notJournaled(msgs []*Message) []*Message {
-	n := 0
-	for _, m := range msgs {
-		if !m.journaled {
-			msgs[n] = m
-			n++
-		}
-	}
-	return msgs[:n]
 }
 
 // loadDeferred restores deferred messages saved by a previous shutdown.

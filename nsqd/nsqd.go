@@ -613,54 +613,6 @@ func (n *NSQD) syncLoop(ctx context.Context) {
 	}
 }
 
-// maintainJournal writes a journal's records (for a channel, committing its
-// disk queue's reads they cover) and compacts it once it has grown well
-// past its live messages. A channel's disk queue read position is made
-// durable first: the finished records compaction drops are what recognises
-// messages read again after a crash. It reports false when a write or the
-// compaction failed (the journal health condition is set then).
-func (n *NSQD) maintainJournal(j *journal, c *Channel) bool {
-	var err error
-	if c != nil {
-		c.diskMu.Lock()
-		defer c.diskMu.Unlock()
-		err = c.flushJournalLocked()
-	} else {
-		err = j.flush()
-	}
-	if err != nil {
-		if errors.Is(err, ErrExiting) {
-			return true
-		}
-		n.logger.Error("JOURNAL: write failed", "file", j.path, "err", err)
-		n.health.fail(healthJournal, err)
-		return false
-	}
-	if f := n.journalWritten; f != nil {
-		now := time.Now()
-		if !j.lastWrite.IsZero() {
-			f(now.Sub(j.lastWrite))
-		}
-		j.lastWrite = now
-	}
-	if !j.needsCompaction() {
-		return true
-	}
-	if c != nil {
-		if err := c.backend.Sync(); err != nil {
-			n.logger.Error("JOURNAL: not compacted, disk queue sync failed", "file", j.path, "err", err)
-			n.health.fail(healthDiskQueue, err)
-			return true
-		}
-	}
-	if err := j.compact(); err != nil {
-		n.logger.Error("JOURNAL: compaction failed", "file", j.path, "err", err)
-		n.health.fail(healthJournal, err)
-		return false
-	}
-	return true
-}
-
 // ErrDiskLow refuses a publish while the data path's free space is below
 // --min-free-disk-bytes, before the disk is actually full.
 var ErrDiskLow = errors.New("disk free space below --min-free-disk-bytes")

@@ -173,25 +173,6 @@ func (t *Topic) put(msgs []*Message) error {
 	return err
 }
 
-// syncChannels makes a durable publish durable in every channel it went to.
-// The channels' fsyncs run at once (a goroutine each, waited for here): one
-// after the other, a publish to 8 channels would wait for 8 fsyncs.
-func syncChannels(chans []*Channel) error {
-	if len(chans) == 1 {
-		return chans[0].syncDurable()
-	}
-	errs := make([]error, len(chans))
-	var wg sync.WaitGroup
-	for i, c := range chans {
-		wg.Go(func() { errs[i] = c.syncDurable() })
-	}
-	wg.Wait()
-	return errors.Join(errs...)
-}
-
-// syncDurable fsyncs the topic's own disk queue and journal (durable mode).
-func (t *Topic) syncDurable() error { return t.nsqd.syncDurable(t.backend, t.journal) }
-
 // release ends the hold of a new topic and lets its backlog flow.
 func (t *Topic) release() {
 	t.mu.Lock()
