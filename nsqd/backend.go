@@ -197,7 +197,7 @@ func readDeferredFile(dataPath, name string) ([]*Message, error) {
 		if err != nil {
 			return msgs, fmt.Errorf("read %s: %w", fn, err)
 		}
-		m.deadline = max(at, 1) // > 0 keeps it deferred in a topic backlog
+		m.deadline, m.held = at, true
 		msgs = append(msgs, m)
 		data = data[12+size:]
 	}

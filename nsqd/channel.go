@@ -76,23 +76,9 @@ func newChannel(t *Topic, name string) (*Channel, error) {
 		clients:   make(map[int64]*client),
 	}
 	if !c.ephemeral {
-		j, ld, err := n.openJournal(c.backendName(), c.log)
-		if err != nil {
+		if err := c.openStorage(); err != nil {
 			return nil, err
 		}
-		q, err := n.newBackend(c.backendName(), j)
-		if err != nil {
-			if j != nil {
-				j.close()
-			}
-			return nil, err
-		}
-		c.backend, c.journal = q, j
-		if d := q.Depth(); d > 0 && (len(ld.msgs) > 0 || len(ld.done) > 0) {
-			c.recovered = &recoveredIDs{ids: ld.seen(), window: d}
-			c.hasRecovered.Store(true)
-		}
-		c.restoreJournaled(ld.msgs)
 	}
 	c.e2e = n.newLatencyWindow()
 	return c, nil
@@ -115,7 +101,7 @@ func (c *Channel) put(msgs []*Message) error {
 func (c *Channel) putBatch(b *pubBatch) error {
 	n := len(b.bodies)
 	c.mu.Lock()
-	if !c.exiting && c.journal == nil && c.mem.len()+n <= int(c.nsqd.opts.MemQueueSize) {
+	if !c.exiting && c.mem.len()+n <= c.memQueueSize() {
 		c.mem.pushBatch(b)
 		c.wakeWaitersLocked(n)
 		c.mu.Unlock()
@@ -133,16 +119,14 @@ func (c *Channel) putBatch(b *pubBatch) error {
 // direct hand-over does) and dropped otherwise. It returns how many
 // messages were accepted.
 //
-// In durable mode new messages go to the disk queue and new deferred ones
-// to the journal; journaled messages (requeued, restored) stay in memory,
-// since the journal already holds them. The caller then calls syncDurable.
+// In durable mode new messages go to the disk queue (memQueueSize is 0)
+// and new deferred ones to the journal; journaled messages (requeued,
+// restored) stay in memory, since the journal already holds them. The
+// caller then calls syncDurable.
 func (c *Channel) enqueue(msgs []*Message) (int, error) {
 	var overflow []*Message
 	now := time.Now().UnixNano()
-	memMax := int(c.nsqd.opts.MemQueueSize)
-	if c.journal != nil {
-		memMax = 0
-	}
+	memMax := c.memQueueSize()
 	c.mu.Lock()
 	if c.exiting {
 		c.mu.Unlock()
@@ -155,8 +139,8 @@ func (c *Channel) enqueue(msgs []*Message) (int, error) {
 	for _, m := range msgs {
 		switch {
 		case m.deadline > now:
-			if c.journal != nil && !m.journaled {
-				c.journal.put([]*Message{m}, -1)
+			if !m.journaled {
+				c.journalDeferred(m)
 			}
 			c.deferred.add(m)
 			c.deferredCount.Add(1)
@@ -253,45 +237,14 @@ func (c *Channel) passTurn(cl *client) {
 	c.mu.Unlock()
 }
 
-// readDisk appends up to max messages from the disk queue. In durable mode
-// they become live in the journal, and flushJournal commits the read once
-// their records are written.
+// readDisk appends up to max messages from the disk queue. A durable
+// channel, or one still recognising copies of messages its journal had
+// accounted for at startup, reads through readDiskChecked.
 func (c *Channel) readDisk(dst []*Message, max int) []*Message {
 	if c.journal == nil && !c.hasRecovered.Load() {
 		return c.nsqd.readBackend(c.backend, dst, max, c.log)
 	}
-	if c.backend == nil || c.backend.Depth() <= 0 {
-		return dst
-	}
-	c.diskMu.Lock()
-	defer c.diskMu.Unlock()
-	n0 := len(dst)
-	for empty := 0; ; {
-		dst = c.nsqd.readBackend(c.backend, dst, max, c.log)
-		if len(dst) == n0 {
-			empty++ // a damaged file skipped, or a read error
-		}
-		if c.recovered != nil {
-			dst = append(dst[:n0], c.skipRecoveredLocked(dst[n0:])...)
-		}
-		if c.journal != nil {
-			// Committed by the next flushJournal.
-			dst = append(dst[:n0], c.journal.adopt(dst[n0:])...)
-		}
-		// When every record read was a copy to skip (or a damaged file was
-		// skipped), read on: the pump would otherwise wait for a put that
-		// may never come.
-		if len(dst) > n0 || c.backend.Depth() <= 0 || empty == 8 {
-			return dst
-		}
-	}
-}
-
-// finished forgets a message that was FIN'd (or dropped by sampling).
-func (c *Channel) finished(m *Message) {
-	if c.journal != nil && m.journaled {
-		c.journal.done(m.ID)
-	}
+	return c.readDiskChecked(dst, max)
 }
 
 // requeue puts messages back after REQ 0, a timeout or a disconnect.
@@ -310,9 +263,7 @@ func (c *Channel) requeue(msgs []*Message) {
 // deliverable at once.
 func (c *Channel) deferMessage(m *Message, d time.Duration) {
 	m.deadline = time.Now().Add(d).UnixNano()
-	if c.journal != nil {
-		c.journal.put([]*Message{m}, -1)
-	}
+	c.journalDeferred(m)
 	if _, err := c.enqueue([]*Message{m}); err != nil && !errors.Is(err, ErrExiting) {
 		c.log.Error("CHANNEL: failed to defer message", "err", err)
 	}
@@ -434,10 +385,7 @@ func (c *Channel) Empty() error {
 	for _, cl := range clients {
 		cl.dropInFlight()
 	}
-	var err error
-	if c.journal != nil {
-		err = c.journal.reset()
-	}
+	err := c.journal.reset()
 	if c.backend != nil {
 		err = errors.Join(err, c.backend.Empty())
 	}
@@ -484,10 +432,7 @@ func (c *Channel) delete() error {
 	c.deferred = nil
 	c.mu.Unlock()
 	removeDeferredFile(c.nsqd.dataPath(), c.backendName())
-	var err error
-	if c.journal != nil {
-		err = c.journal.remove()
-	}
+	err := c.journal.remove()
 	if c.backend != nil {
 		err = errors.Join(err, c.backend.Delete())
 	}
@@ -517,14 +462,7 @@ func (c *Channel) close() error {
 		c.nsqd.writeBackend(c.backend, mem),
 		writeDeferredFile(c.nsqd.dataPath(), c.backendName(), deferred),
 	)
-	if c.journal != nil {
-		err = errors.Join(err, c.flushJournal())
-	}
-	err = errors.Join(err, c.backend.Close())
-	if c.journal != nil {
-		err = errors.Join(err, c.journal.close())
-	}
-	return err
+	return errors.Join(err, c.flushJournal(), c.backend.Close(), c.journal.close())
 }
 
 // loadDeferred restores deferred messages saved by a previous shutdown.

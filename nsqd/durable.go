@@ -78,6 +78,9 @@ func (c *Channel) syncDurable() error { return c.nsqd.syncDurable(c.backend, c.j
 // written in the journal. The records reach the disk before the commit
 // does: the disk queue's sync fsyncs the journal before its metadata.
 func (c *Channel) flushJournal() error {
+	if c.journal == nil {
+		return nil
+	}
 	c.diskMu.Lock()
 	defer c.diskMu.Unlock()
 	return c.flushJournalLocked()
@@ -137,6 +140,9 @@ func notJournaled(msgs []*Message) []*Message {
 // The channels' fsyncs run at once (a goroutine each, waited for here): one
 // after the other, a publish to 8 channels would wait for 8 fsyncs.
 func syncChannels(chans []*Channel) error {
+	if len(chans) == 0 {
+		return nil
+	}
 	if len(chans) == 1 {
 		return chans[0].syncDurable()
 	}
@@ -198,4 +204,177 @@ func (n *NSQD) maintainJournal(j *journal, c *Channel) bool {
 		return false
 	}
 	return true
+}
+
+// openStorage opens the channel's disk queue and, in durable mode, its
+// journal, and queues what the journal held. Messages the journal held or
+// had finished are remembered (recovered) while the disk queue may still
+// hand out copies of them.
+func (c *Channel) openStorage() error {
+	n := c.nsqd
+	j, ld, err := n.openJournal(c.backendName(), c.log)
+	if err != nil {
+		return err
+	}
+	q, err := n.newBackend(c.backendName(), j)
+	if err != nil {
+		j.close()
+		return err
+	}
+	c.backend, c.journal = q, j
+	if d := q.Depth(); d > 0 && (len(ld.msgs) > 0 || len(ld.done) > 0) {
+		c.recovered = &recoveredIDs{ids: ld.seen(), window: d}
+		c.hasRecovered.Store(true)
+	}
+	c.restoreJournaled(ld.msgs)
+	return nil
+}
+
+// memQueueSize is how many messages the memory queue holds before the disk
+// queue takes the rest: --mem-queue-size, or 0 in durable mode, where every
+// new message goes through the disk queue and is fsynced there before its
+// publish is acknowledged.
+func (c *Channel) memQueueSize() int {
+	if c.journal != nil {
+		return 0
+	}
+	return int(c.nsqd.opts.MemQueueSize)
+}
+
+// journalDeferred records a deferred message with its deliver-at time in
+// the journal (durable mode; nothing otherwise), so that a restart keeps it
+// deferred. The record is written by the next flush or sync.
+func (c *Channel) journalDeferred(m *Message) {
+	if c.journal != nil {
+		c.journal.put([]*Message{m}, -1)
+	}
+}
+
+// readDiskChecked reads from the disk queue under diskMu: copies of
+// messages the journal accounted for at startup are skipped, and in
+// durable mode the messages read become live in the journal, and
+// flushJournal commits the read once their records are written.
+func (c *Channel) readDiskChecked(dst []*Message, max int) []*Message {
+	if c.backend == nil || c.backend.Depth() <= 0 {
+		return dst
+	}
+	c.diskMu.Lock()
+	defer c.diskMu.Unlock()
+	n0 := len(dst)
+	for empty := 0; ; {
+		dst = c.nsqd.readBackend(c.backend, dst, max, c.log)
+		if len(dst) == n0 {
+			empty++ // a damaged file skipped, or a read error
+		}
+		if c.recovered != nil {
+			dst = append(dst[:n0], c.skipRecoveredLocked(dst[n0:])...)
+		}
+		if c.journal != nil {
+			// Committed by the next flushJournal.
+			dst = append(dst[:n0], c.journal.adopt(dst[n0:])...)
+		}
+		// When every record read was a copy to skip (or a damaged file was
+		// skipped), read on: the pump would otherwise wait for a put that
+		// may never come.
+		if len(dst) > n0 || c.backend.Depth() <= 0 || empty == 8 {
+			return dst
+		}
+	}
+}
+
+// finished forgets a message that was FIN'd (or dropped by sampling).
+func (c *Channel) finished(m *Message) {
+	if c.journal != nil && m.journaled {
+		c.journal.done(m.ID)
+	}
+}
+
+// openStorage opens the topic's disk queue and, in durable mode, its
+// journal, whose messages (the deferred backlog) wait in the topic again.
+func (t *Topic) openStorage() error {
+	n := t.nsqd
+	j, ld, err := n.openJournal(t.name, t.log)
+	if err != nil {
+		return err
+	}
+	q, err := n.newBackend(t.name, j)
+	if err != nil {
+		j.close()
+		return err
+	}
+	t.backend, t.journal = q, j
+	for _, m := range ld.msgs {
+		m.held = true
+	}
+	if err := t.putBacklog(ld.msgs); err != nil {
+		t.log.Error("TOPIC: failed to restore journaled messages", "count", len(ld.msgs), "err", err)
+	} else if j == nil {
+		os.Remove(journalFileName(n.dataPath(), t.name))
+	}
+	return nil
+}
+
+// durable reports whether the topic is in durable mode: a publish is
+// acknowledged once every channel it went to (or the topic's own backlog)
+// has it fsynced, so the batch fast path, which keeps publishes in memory,
+// is not taken.
+func (t *Topic) durable() bool { return t.journal != nil }
+
+// memQueueSize is the memory backlog's size: --mem-queue-size, or 0 in
+// durable mode (see Channel.memQueueSize).
+func (t *Topic) memQueueSize() int {
+	if t.journal != nil {
+		return 0
+	}
+	return int(t.nsqd.opts.MemQueueSize)
+}
+
+// journalDeferred records a deferred message of the topic's backlog in its
+// journal (durable mode; nothing otherwise).
+func (t *Topic) journalDeferred(m *Message) {
+	if t.journal != nil {
+		t.journal.put([]*Message{m}, -1)
+	}
+}
+
+// unjournal clears the journaled and held marks of messages leaving the
+// topic's backlog for its channels and returns the IDs of those that were
+// journaled, for journalDone once the channels have them durably.
+func unjournal(msgs []*Message) []MessageID {
+	var done []MessageID
+	for _, m := range msgs {
+		m.held = false
+		if m.journaled {
+			done = append(done, m.ID)
+			m.journaled = false
+		}
+	}
+	return done
+}
+
+// journalDone records that messages of the topic's journal have reached
+// the channels.
+func (t *Topic) journalDone(ids []MessageID) {
+	for _, id := range ids {
+		t.journal.done(id)
+	}
+}
+
+// diskBatch is how many messages the drain reads from the topic's disk
+// queue at once: in durable mode more, since each batch costs the channels
+// an fsync.
+func (t *Topic) diskBatch() int {
+	if t.journal != nil {
+		return 4096
+	}
+	return 256
+}
+
+// commitDiskRead commits the drain's read from the topic's disk queue once
+// the channels have the messages durably (durable mode: the queue commits
+// only when told; otherwise reads commit themselves).
+func (t *Topic) commitDiskRead() {
+	if t.journal != nil {
+		t.backend.Commit()
+	}
 }
