@@ -11,8 +11,18 @@ import (
 	"github.com/nsqclone/nsq/internal/diskq"
 )
 
-// Durable mode (--durable): the policy a durable topic or channel follows
-// on top of its disk queue and journal (journal.go).
+// Durable mode (--durable) is decided here: the topic and channel code ask
+// these methods where a message goes and what must be fsynced, journaled or
+// committed, and in the default mode each answer costs a nil check.
+//
+// The rules: a durable topic or channel keeps nothing only in memory (its
+// memory queue size is 0); a publish is acknowledged once every channel it
+// went to has fsynced it (syncChannels); messages out of the disk queue's
+// order (read and unfinished, requeued, deferred) live in the journal; the
+// sync loop writes journals every 50 ms (writeJournal) and commits a
+// channel's disk queue reads only past messages finished or journaled
+// (commitReads, flushJournal); a restart skips disk queue copies of what the
+// journal accounted for (recoveredIDs). docs/architecture.md lists the steps.
 
 // openJournal opens the journal of a durable topic or channel; without
 // --durable it returns nil and the messages of a journal a durable run left
@@ -158,22 +168,17 @@ func syncChannels(chans []*Channel) error {
 // syncDurable fsyncs the topic's own disk queue and journal (durable mode).
 func (t *Topic) syncDurable() error { return t.nsqd.syncDurable(t.backend, t.journal) }
 
-// maintainJournal writes a journal's records (for a channel, committing its
-// disk queue's reads they cover) and compacts it once it has grown well
-// past its live messages. A channel's disk queue read position is made
-// durable first: the finished records compaction drops are what recognises
-// messages read again after a crash. It reports false when a write or the
-// compaction failed (the journal health condition is set then).
-func (n *NSQD) maintainJournal(j *journal, c *Channel) bool {
-	var err error
-	if c != nil {
-		c.diskMu.Lock()
-		defer c.diskMu.Unlock()
-		err = c.flushJournalLocked()
-	} else {
-		err = j.flush()
+// writeJournal writes a durable store's journal records; the sync loop
+// calls it every 50 ms, so a crash brings back at most the messages
+// finished in the last 50 ms. It only writes: the channel's disk queue
+// read is committed by commitReads, in the sync pass. It reports false
+// when the write failed (the journal health condition is set then).
+func (n *NSQD) writeJournal(s store) bool {
+	j := s.j
+	if j == nil {
+		return true
 	}
-	if err != nil {
+	if err := j.flush(); err != nil {
 		if errors.Is(err, ErrExiting) {
 			return true
 		}
@@ -188,11 +193,48 @@ func (n *NSQD) maintainJournal(j *journal, c *Channel) bool {
 		}
 		j.lastWrite = now
 	}
-	if !j.needsCompaction() {
+	return true
+}
+
+// commitReads commits a durable channel's disk queue reads that its journal
+// now covers (flushJournal). The sync pass calls it before the queue's
+// MaybeSync: each commit makes the queue's next read persist the read
+// position (a metadata write and fsyncs), so committing every 50 ms would
+// multiply the fsyncs; the journal records that make a commit safe are
+// written every 50 ms regardless. It reports false when the journal write
+// failed.
+func (n *NSQD) commitReads(s store) bool {
+	if s.j == nil || s.c == nil {
 		return true
 	}
-	if c != nil {
-		if err := c.backend.Sync(); err != nil {
+	if err := s.c.flushJournal(); err != nil && !errors.Is(err, ErrExiting) {
+		n.logger.Error("JOURNAL: write failed", "file", s.j.path, "err", err)
+		n.health.fail(healthJournal, err)
+		return false
+	}
+	return true
+}
+
+// compactJournal rewrites a journal that has grown well past its live
+// messages. For a channel, under diskMu, the journal is written and the
+// disk queue's committed read position made durable first: the finished
+// records compaction drops are what recognises messages read again after a
+// crash, so every read must be committed and durable before they go. It
+// reports false when the journal could not be written or compacted.
+func (n *NSQD) compactJournal(s store) bool {
+	j := s.j
+	if s.c != nil {
+		s.c.diskMu.Lock()
+		defer s.c.diskMu.Unlock()
+		if err := s.c.flushJournalLocked(); err != nil {
+			if errors.Is(err, ErrExiting) {
+				return true
+			}
+			n.logger.Error("JOURNAL: not compacted, write failed", "file", j.path, "err", err)
+			n.health.fail(healthJournal, err)
+			return false
+		}
+		if err := s.c.backend.Sync(); err != nil {
 			n.logger.Error("JOURNAL: not compacted, disk queue sync failed", "file", j.path, "err", err)
 			n.health.fail(healthDiskQueue, err)
 			return true
