@@ -12,7 +12,7 @@
 //	Channel.diskMu (with none of the above held)
 //	client.wmu, then client.mu (with no topic or channel lock held)
 //	leaves: journal.mu, diskq.Queue.mu, NSQD.clientsMu, guidFactory.mu,
-//	latencyWindow.mu, lookupManager.mu
+//	latencyWindow.mu, lookupManager.mu, conditionState.mu (health)
 //
 // journal.mu is taken under Topic.backlogMu, Channel.mu or Channel.diskMu;
 // diskq.Queue.mu under Topic.mu or Channel.diskMu, and it is released
