@@ -397,6 +397,9 @@ func unjournal(msgs []*Message) []MessageID {
 // journalDone records that messages of the topic's journal have reached
 // the channels.
 func (t *Topic) journalDone(ids []MessageID) {
+	if t.journal == nil {
+		return
+	}
 	for _, id := range ids {
 		t.journal.done(id)
 	}
