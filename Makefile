@@ -48,9 +48,9 @@ e2e:
 	$(GO) test -race -count=1 -timeout=$(E2E_TIMEOUT) ./e2e/...
 
 # Benchmarks run once so they keep compiling and working (e2e has none and
-# would only rebuild the binaries).
+# would only rebuild the binaries); -short runs the long ones small.
 bench-compile:
-	$(GO) test -run='^$$' -bench=. -benchtime=1x $$($(GO) list ./... | grep -v '/e2e')
+	$(GO) test -short -run='^$$' -bench=. -benchtime=1x $$($(GO) list ./... | grep -v '/e2e')
 
 # A fresh nsqd on free loopback ports with a temporary data dir, loaded by
 # bench_writer and then drained by bench_reader.

@@ -807,7 +807,7 @@ func TestAppsNSQToNSQ(t *testing.T) {
 	appsCheckNoLoss(t, bodies, got)
 }
 
-// JSON filtering (the capture of apps.md), hostpool mode to two
+// JSON filtering (as captured from NSQ 1.3), hostpool mode to two
 // destinations, the destination topic defaulting to the source topic.
 func TestAppsNSQToNSQJSONFilter(t *testing.T) {
 	src, dst1, dst2 := nsqtest.StartNSQD(t), nsqtest.StartNSQD(t), nsqtest.StartNSQD(t)

@@ -172,7 +172,7 @@ func (c *rawConn) expectClosed() {
 }
 
 // identifyResponse is the feature-negotiation reply of IDENTIFY
-// (tcp-protocol.md §8).
+// (https://nsq.io/clients/tcp_protocol_spec.html).
 type identifyResponse struct {
 	MaxRdyCount         int64  `json:"max_rdy_count"`
 	Version             string `json:"version"`
@@ -526,7 +526,7 @@ func startTLSNSQD(t *testing.T, certs *testCerts, args ...string) *tlsNSQD {
 func (n *tlsNSQD) httpsURL(pathQuery string) string { return "https://" + n.HTTPSAddr + pathQuery }
 
 // ---------------------------------------------------------------------------
-// A test auth server (behaviour.md §12).
+// A test auth server (https://nsq.io/components/nsqd.html#auth).
 
 type authServer struct {
 	srv *httptest.Server
@@ -833,7 +833,8 @@ func TestFeatureGoNSQOptions(t *testing.T) {
 }
 
 // IDENTIFY's response reports what was negotiated, and the negotiated
-// encodings carry frames both ways (raw connections, tcp-protocol.md §8, §9).
+// encodings carry frames both ways (raw connections; IDENTIFY in NSQ's TCP
+// protocol spec).
 func TestFeatureIdentifyNegotiation(t *testing.T) {
 	certs := newTestCerts(t)
 	n := startTLSNSQD(t, certs)
@@ -1183,7 +1184,7 @@ func TestFeatureIdentifyOutOfRange(t *testing.T) {
 // Done when 2: TLS policies.
 
 // checkTLSRequiredHTTP checks the plain HTTP port's 403 under
-// --tls-required=true (nsqd-http.md §2).
+// --tls-required=true (https://nsq.io/components/nsqd.html).
 func checkTLSRequiredHTTP(t *testing.T, n *tlsNSQD) {
 	t.Helper()
 	for _, req := range []struct{ method, path string }{{http.MethodGet, "/ping"}, {http.MethodPost, "/pub?topic=plain_http"}} {
@@ -1200,7 +1201,7 @@ func checkTLSRequiredHTTP(t *testing.T, n *tlsNSQD) {
 }
 
 // checkPlaintextRefused checks that TCP commands other than IDENTIFY are
-// refused before TLS (tcp-protocol.md §14).
+// refused before TLS, as NSQ 1.3 does.
 func checkPlaintextRefused(t *testing.T, addr string) {
 	t.Helper()
 	c := dialRaw(t, addr)
@@ -1356,7 +1357,7 @@ func TestFeatureTLSRequired(t *testing.T) {
 }
 
 // ---------------------------------------------------------------------------
-// Done when 3: AUTH (tcp-protocol.md §6.2, behaviour.md §12).
+// Done when 3: AUTH (https://nsq.io/components/nsqd.html#auth).
 
 func TestFeatureAuth(t *testing.T) {
 	auth := newAuthServer(t)
@@ -1490,7 +1491,7 @@ func TestFeatureAuth(t *testing.T) {
 }
 
 // ---------------------------------------------------------------------------
-// Done when 4: statsd (behaviour.md §11).
+// Done when 4: statsd (--statsd-* in https://nsq.io/components/nsqd.html).
 
 func TestFeatureStatsd(t *testing.T) {
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
@@ -1585,7 +1586,8 @@ func TestFeatureStatsd(t *testing.T) {
 }
 
 // ---------------------------------------------------------------------------
-// Done when 5: e2e processing latency percentiles (behaviour.md §10).
+// Done when 5: e2e processing latency percentiles
+// (--e2e-processing-latency-percentile in https://nsq.io/components/nsqd.html).
 
 func TestFeatureE2ELatencyPercentiles(t *testing.T) {
 	n := nsqtest.StartNSQD(t, "--e2e-processing-latency-percentile=1.0,0.99,0.5")

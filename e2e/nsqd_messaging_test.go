@@ -691,3 +691,57 @@ func TestLegacyPutMPut(t *testing.T) {
 		t.Errorf("topic legacy stats %+v, want message_count 4", tp)
 	}
 }
+
+// Idle consumers of one channel take turns, as NSQ's do: two go-nsq
+// consumers at MaxInFlight 1, a message every 100 ms, each gets half.
+func TestIdleConsumersTakeTurns(t *testing.T) {
+	n := nsqtest.StartNSQD(t)
+	const topic, total = "turns", 20
+	cfg := func() *nsq.Config {
+		c := nsq.NewConfig()
+		c.MaxInFlight = 1
+		return c
+	}
+	all := newInbox(total)
+	var each [2]*inbox
+	for i := range each {
+		each[i] = newInbox(-1)
+		connect(t, newConsumer(t, topic, "ch", cfg(), func(m *nsq.Message) error {
+			each[i].handle(m)
+			return all.handle(m)
+		}), n.TCPAddr)
+	}
+	nsqtest.Eventually(t, 10*time.Second, func() bool {
+		ch := n.Channel(t, topic, "ch")
+		if ch == nil || len(ch.Clients) != 2 {
+			return false
+		}
+		for _, cl := range ch.Clients {
+			if cl.ReadyCount != 1 {
+				return false
+			}
+		}
+		return true
+	}, "two consumers on turns/ch, each with RDY 1")
+
+	p := newProducer(t, n.TCPAddr)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for i := range total {
+		if err := p.Publish(topic, fmt.Appendf(nil, "m%d", i)); err != nil {
+			t.Fatalf("Publish: %v", err)
+		}
+		<-tick.C
+	}
+	all.wait(t, 10*time.Second, "deliveries")
+	var got [2]int
+	for i, in := range each {
+		_, got[i] = in.snapshot()
+	}
+	t.Logf("consumers got %v of %d messages", got, total)
+	for i, k := range got {
+		if k < total/2-1 || k > total/2+1 {
+			t.Errorf("consumer %d got %d of %d messages, want %d ± 1 (all: %v)", i, k, total, total/2, got)
+		}
+	}
+}

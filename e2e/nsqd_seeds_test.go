@@ -1,6 +1,7 @@
 package e2e
 
-// The commands and go-nsq programs of the seed documents (shared/seeds),
+// The commands and go-nsq programs of the blog posts this project started
+// from (quoted in the README's "The seed examples"),
 // replayed against our nsqd with only hosts and ports changed: every one of
 // them must work verbatim. Programs that loop forever or wait for Ctrl-C
 // become bounded tests with assertions.

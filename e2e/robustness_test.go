@@ -351,8 +351,8 @@ func rbExpectPubFailed(t *testing.T, n *nsqtest.NSQD, topic, why string) {
 
 // rbCheckMemoryTopic publishes to an #ephemeral topic (kept in memory) with
 // a waiting consumer and expects the message: nsqd keeps serving what does
-// not need the disk. With --mem-queue-size=0, behaviour.md §5 says a message
-// of an ephemeral object is handed over directly when a reader is waiting.
+// not need the disk. With --mem-queue-size=0 NSQ 1.3 hands a message of an
+// ephemeral object over directly when a reader is waiting.
 // A missing message is reported with Errorf so that the disk checks go on.
 func rbCheckMemoryTopic(t *testing.T, n *nsqtest.NSQD, why string) {
 	t.Helper()
@@ -377,7 +377,7 @@ func rbCheckMemoryTopic(t *testing.T, n *nsqtest.NSQD, why string) {
 		ft, data, err := rbReadFrame(sub.Conn)
 		if err != nil {
 			t.Errorf("%s/%s (%s): no message within 5s of PUB OK to a waiting consumer with RDY 10 (%v); "+
-				"with --mem-queue-size=0 an ephemeral channel must hand a message to a waiting reader (behaviour.md §5); /stats channel: %+v",
+				"with --mem-queue-size=0 an ephemeral channel must hand a message to a waiting reader, as NSQ 1.3 does; /stats channel: %+v",
 				topic, channel, why, err, n.Channel(t, topic, channel))
 			return
 		}

@@ -116,46 +116,6 @@ func (n *NSQD) readBackend(q *diskq.Queue, dst []*Message, max int, log *slog.Lo
 	return dst
 }
 
-// openJournal opens the journal of a durable topic or channel; without
-// --durable it returns nil and the messages of a journal a durable run left
-// behind (its file is then removed once the caller has queued them).
-func (n *NSQD) openJournal(name string, log *slog.Logger) (*journal, journalLoad, error) {
-	var j *journal
-	var ld journalLoad
-	if n.opts.Durable {
-		var err error
-		j, ld, err = openJournal(n.dataPath(), name, n.opts.MaxMsgSize, log)
-		if err != nil {
-			err = fmt.Errorf("open journal %q: %w", name, err)
-			n.health.fail(healthJournal, err)
-			return nil, journalLoad{}, err
-		}
-	} else {
-		ld = readJournal(n.dataPath(), name, n.opts.MaxMsgSize, log)
-	}
-	if ld.damaged != nil {
-		n.health.found(healthJournal, ld.damaged)
-	}
-	return j, ld, nil
-}
-
-// syncDurable fsyncs what a publish wrote to a durable topic's or channel's
-// disk queue and journal (nothing without a journal: not durable mode).
-// Concurrent callers share the fsyncs.
-func (n *NSQD) syncDurable(q *diskq.Queue, j *journal) error {
-	if j == nil {
-		return nil
-	}
-	qerr, jerr := q.SyncData(), j.sync()
-	if qerr != nil {
-		n.health.fail(healthDiskQueue, qerr)
-	}
-	if jerr != nil {
-		n.health.fail(healthJournal, jerr)
-	}
-	return errors.Join(qerr, jerr)
-}
-
 // dataPath is --data-path, or the working directory when it is empty.
 func (n *NSQD) dataPath() string {
 	if n.opts.DataPath != "" {
@@ -237,7 +197,7 @@ func readDeferredFile(dataPath, name string) ([]*Message, error) {
 		if err != nil {
 			return msgs, fmt.Errorf("read %s: %w", fn, err)
 		}
-		m.deadline = max(at, 1) // > 0 keeps it deferred in a topic backlog
+		m.deadline, m.held = at, true
 		msgs = append(msgs, m)
 		data = data[12+size:]
 	}

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -21,9 +20,11 @@ import (
 // disk queue), in the deferred heap until their deliver-at time, or in
 // flight in the client that received them. Consumers pull: a client's pump
 // takes as many messages as its RDY allows in one lock acquisition, and
-// registers as a waiter when the memory queue is empty; a put wakes every
-// waiter. Disk-queued messages are read straight from the disk queue's
-// channel by whichever ready pump receives first.
+// registers as a waiter when the memory queue is empty. Waiters are served
+// first come, first served, as NSQ's pumps receiving from one Go channel
+// are: a put wakes as many waiters as it added messages, oldest first, so
+// idle consumers take turns. Disk-queued messages are read straight from
+// the disk queue by whichever ready pump reads first.
 type Channel struct {
 	name      string
 	topicName string
@@ -52,7 +53,7 @@ type Channel struct {
 	mem      msgQueue
 	deferred msgHeap
 	clients  map[int64]*client
-	waiters  []*client // pumps waiting for the memory queue to fill
+	waiters  []*client // pumps waiting for a message, oldest first
 	exiting  bool
 
 	messageCount  atomic.Uint64
@@ -75,41 +76,12 @@ func newChannel(t *Topic, name string) (*Channel, error) {
 		clients:   make(map[int64]*client),
 	}
 	if !c.ephemeral {
-		j, ld, err := n.openJournal(c.backendName(), c.log)
-		if err != nil {
+		if err := c.openStorage(); err != nil {
 			return nil, err
 		}
-		q, err := n.newBackend(c.backendName(), j)
-		if err != nil {
-			if j != nil {
-				j.close()
-			}
-			return nil, err
-		}
-		c.backend, c.journal = q, j
-		if d := q.Depth(); d > 0 && (len(ld.msgs) > 0 || len(ld.done) > 0) {
-			c.recovered = &recoveredIDs{ids: ld.seen(), window: d}
-			c.hasRecovered.Store(true)
-		}
-		c.restoreJournaled(ld.msgs)
 	}
 	c.e2e = n.newLatencyWindow()
 	return c, nil
-}
-
-// restoreJournaled queues the messages a journal held at startup. Without
-// --durable the journal file is removed once they are queued like any other.
-func (c *Channel) restoreJournaled(msgs []*Message) {
-	if len(msgs) > 0 {
-		if _, err := c.enqueue(msgs); err != nil {
-			c.log.Error("CHANNEL: failed to restore journaled messages", "count", len(msgs), "err", err)
-			return
-		}
-		c.log.Info("CHANNEL: restored unfinished and deferred messages from journal", "count", len(msgs))
-	}
-	if c.journal == nil {
-		os.Remove(journalFileName(c.nsqd.dataPath(), c.backendName()))
-	}
 }
 
 // ErrExiting is returned for operations on a topic or channel being deleted
@@ -129,9 +101,9 @@ func (c *Channel) put(msgs []*Message) error {
 func (c *Channel) putBatch(b *pubBatch) error {
 	n := len(b.bodies)
 	c.mu.Lock()
-	if !c.exiting && c.journal == nil && c.mem.len()+n <= int(c.nsqd.opts.MemQueueSize) {
+	if !c.exiting && c.mem.len()+n <= c.memQueueSize() {
 		c.mem.pushBatch(b)
-		c.wakeWaitersLocked()
+		c.wakeWaitersLocked(n)
 		c.mu.Unlock()
 		c.messageCount.Add(uint64(n))
 		return nil
@@ -147,16 +119,14 @@ func (c *Channel) putBatch(b *pubBatch) error {
 // direct hand-over does) and dropped otherwise. It returns how many
 // messages were accepted.
 //
-// In durable mode new messages go to the disk queue and new deferred ones
-// to the journal; journaled messages (requeued, restored) stay in memory,
-// since the journal already holds them. The caller then calls syncDurable.
+// In durable mode new messages go to the disk queue (memQueueSize is 0)
+// and new deferred ones to the journal; journaled messages (requeued,
+// restored) stay in memory, since the journal already holds them. The
+// caller then calls syncDurable.
 func (c *Channel) enqueue(msgs []*Message) (int, error) {
 	var overflow []*Message
 	now := time.Now().UnixNano()
-	memMax := int(c.nsqd.opts.MemQueueSize)
-	if c.journal != nil {
-		memMax = 0
-	}
+	memMax := c.memQueueSize()
 	c.mu.Lock()
 	if c.exiting {
 		c.mu.Unlock()
@@ -165,24 +135,24 @@ func (c *Channel) enqueue(msgs []*Message) (int, error) {
 	if c.backend == nil {
 		memMax += len(c.waiters)
 	}
-	added := false
+	added := 0
 	for _, m := range msgs {
 		switch {
 		case m.deadline > now:
-			if c.journal != nil && !m.journaled {
-				c.journal.put([]*Message{m}, -1)
+			if !m.journaled {
+				c.journalDeferred(m)
 			}
 			c.deferred.add(m)
 			c.deferredCount.Add(1)
 		case m.journaled || c.mem.len() < memMax:
 			c.mem.push(m)
-			added = true
+			added++
 		default:
 			overflow = append(overflow, m)
 		}
 	}
-	if added {
-		c.wakeWaitersLocked()
+	if added > 0 {
+		c.wakeWaitersLocked(added)
 	}
 	c.mu.Unlock()
 	if len(overflow) == 0 {
@@ -196,30 +166,53 @@ func (c *Channel) enqueue(msgs []*Message) (int, error) {
 	}
 	// Waiting pumps read the disk queue when they wake.
 	c.mu.Lock()
-	c.wakeWaitersLocked()
+	c.wakeWaitersLocked(len(overflow))
 	c.mu.Unlock()
 	return len(msgs), nil
 }
 
-// wakeWaitersLocked signals every waiting pump. The sends never block: each
-// client's wake channel has room for one pending signal.
-func (c *Channel) wakeWaitersLocked() {
-	for i, cl := range c.waiters {
-		cl.waiting = false
-		cl.wakeUp()
-		c.waiters[i] = nil
+// wakeWaitersLocked gives the turn to the k oldest waiting pumps (at most
+// one per message added): each leaves the waiter list with its turn flag
+// set and is woken. A pump with the turn either takes in take or, if it
+// can no longer deliver, passes the turn on (passTurn); so a message never
+// waits in the queue while a waiting pump sleeps. The sends never block:
+// each client's wake channel has room for one pending signal.
+func (c *Channel) wakeWaitersLocked(k int) {
+	k = min(k, len(c.waiters))
+	if k == 0 {
+		return
 	}
-	c.waiters = c.waiters[:0]
+	for _, cl := range c.waiters[:k] {
+		cl.waiting = false
+		cl.turn.Store(true)
+		cl.wakeUp()
+	}
+	n := copy(c.waiters, c.waiters[k:])
+	clear(c.waiters[n:])
+	c.waiters = c.waiters[:n]
 }
 
+// wakeAllWaitersLocked wakes every waiting pump (the channel is going away).
+func (c *Channel) wakeAllWaitersLocked() { c.wakeWaitersLocked(len(c.waiters)) }
+
 // take moves up to max messages from the memory queue to dst. When the
-// queue is empty the client is registered to be woken by the next put.
+// queue is empty the client is registered to be woken by a later put: at
+// the end of the waiter list, or at its head if the client had the turn
+// and another pump took the messages first.
 func (c *Channel) take(dst []*Message, max int, cl *client) []*Message {
 	c.mu.Lock()
+	turn := cl.turn.Load()
+	if turn {
+		cl.turn.Store(false)
+	}
 	if c.mem.len() == 0 {
 		if !cl.waiting && !c.exiting {
 			cl.waiting = true
-			c.waiters = append(c.waiters, cl)
+			if turn {
+				c.waiters = slices.Insert(c.waiters, 0, cl)
+			} else {
+				c.waiters = append(c.waiters, cl)
+			}
 		}
 		c.mu.Unlock()
 		return dst
@@ -231,97 +224,27 @@ func (c *Channel) take(dst []*Message, max int, cl *client) []*Message {
 	return dst
 }
 
-// syncDurable makes what enqueue wrote durable (durable mode): the disk
-// queue and the journal are fsynced, shared with concurrent publishers.
-func (c *Channel) syncDurable() error { return c.nsqd.syncDurable(c.backend, c.journal) }
+// passTurn hands a turn that cl got (wakeWaitersLocked) but cannot use (its
+// RDY went down, it is full or closing) to the next waiting pump.
+func (c *Channel) passTurn(cl *client) {
+	c.mu.Lock()
+	if cl.turn.Load() {
+		cl.turn.Store(false)
+		if !c.paused.Load() && (c.mem.len() > 0 || c.backendDepth() > 0) {
+			c.wakeWaitersLocked(1)
+		}
+	}
+	c.mu.Unlock()
+}
 
-// readDisk appends up to max messages from the disk queue. In durable mode
-// they become live in the journal, and flushJournal commits the read once
-// their records are written.
+// readDisk appends up to max messages from the disk queue. A durable
+// channel, or one still recognising copies of messages its journal had
+// accounted for at startup, reads through readDiskChecked.
 func (c *Channel) readDisk(dst []*Message, max int) []*Message {
 	if c.journal == nil && !c.hasRecovered.Load() {
 		return c.nsqd.readBackend(c.backend, dst, max, c.log)
 	}
-	if c.backend == nil || c.backend.Depth() <= 0 {
-		return dst
-	}
-	c.diskMu.Lock()
-	defer c.diskMu.Unlock()
-	n0 := len(dst)
-	for empty := 0; ; {
-		dst = c.nsqd.readBackend(c.backend, dst, max, c.log)
-		if len(dst) == n0 {
-			empty++ // a damaged file skipped, or a read error
-		}
-		if c.recovered != nil {
-			dst = append(dst[:n0], c.skipRecoveredLocked(dst[n0:])...)
-		}
-		if c.journal != nil {
-			// Committed by the next flushJournal.
-			dst = append(dst[:n0], c.journal.adopt(dst[n0:])...)
-		}
-		// When every record read was a copy to skip (or a damaged file was
-		// skipped), read on: the pump would otherwise wait for a put that
-		// may never come.
-		if len(dst) > n0 || c.backend.Depth() <= 0 || empty == 8 {
-			return dst
-		}
-	}
-}
-
-// flushJournal writes the journal (durable mode) and commits the disk
-// queue's reads it now covers: every message read so far is finished or
-// written in the journal. The records reach the disk before the commit
-// does: the disk queue's sync fsyncs the journal before its metadata.
-func (c *Channel) flushJournal() error {
-	c.diskMu.Lock()
-	defer c.diskMu.Unlock()
-	return c.flushJournalLocked()
-}
-
-func (c *Channel) flushJournalLocked() error {
-	if err := c.journal.flush(); err != nil {
-		return err
-	}
-	c.backend.Commit()
-	return nil
-}
-
-// recoveredIDs: see Channel.recovered.
-type recoveredIDs struct {
-	ids    map[MessageID]struct{}
-	window int64
-}
-
-// skipRecoveredLocked drops the messages the journal already accounted for
-// at startup. Callers hold diskMu.
-func (c *Channel) skipRecoveredLocked(msgs []*Message) []*Message {
-	r := c.recovered
-	n := 0
-	for _, m := range msgs {
-		_, seen := r.ids[m.ID]
-		r.window--
-		if !seen {
-			msgs[n] = m
-			n++
-		}
-	}
-	if r.window <= 0 {
-		c.recovered = nil
-		c.hasRecovered.Store(false)
-	}
-	if skipped := len(msgs) - n; skipped > 0 {
-		c.log.Info("CHANNEL: skipped disk queue copies of messages the journal accounted for", "count", skipped)
-	}
-	clear(msgs[n:])
-	return msgs[:n]
-}
-
-// finished forgets a message that was FIN'd (or dropped by sampling).
-func (c *Channel) finished(m *Message) {
-	if c.journal != nil && m.journaled {
-		c.journal.done(m.ID)
-	}
+	return c.readDiskChecked(dst, max)
 }
 
 // requeue puts messages back after REQ 0, a timeout or a disconnect.
@@ -340,9 +263,7 @@ func (c *Channel) requeue(msgs []*Message) {
 // deliverable at once.
 func (c *Channel) deferMessage(m *Message, d time.Duration) {
 	m.deadline = time.Now().Add(d).UnixNano()
-	if c.journal != nil {
-		c.journal.put([]*Message{m}, -1)
-	}
+	c.journalDeferred(m)
 	if _, err := c.enqueue([]*Message{m}); err != nil && !errors.Is(err, ErrExiting) {
 		c.log.Error("CHANNEL: failed to defer message", "err", err)
 	}
@@ -391,6 +312,12 @@ func (c *Channel) removeClient(cl *client) {
 		cl.waiting = false
 		if i := slices.Index(c.waiters, cl); i >= 0 {
 			c.waiters = slices.Delete(c.waiters, i, i+1)
+		}
+	}
+	if cl.turn.Load() {
+		cl.turn.Store(false)
+		if c.mem.len() > 0 || c.backendDepth() > 0 {
+			c.wakeWaitersLocked(1)
 		}
 	}
 	empty := len(c.clients) == 0 && !c.exiting
@@ -458,10 +385,7 @@ func (c *Channel) Empty() error {
 	for _, cl := range clients {
 		cl.dropInFlight()
 	}
-	var err error
-	if c.journal != nil {
-		err = c.journal.reset()
-	}
+	err := c.journal.reset()
 	if c.backend != nil {
 		err = errors.Join(err, c.backend.Empty())
 	}
@@ -494,7 +418,7 @@ func (c *Channel) markExiting() []*client {
 	for _, cl := range c.clients {
 		out = append(out, cl)
 	}
-	c.wakeWaitersLocked()
+	c.wakeAllWaitersLocked()
 	return out
 }
 
@@ -508,10 +432,7 @@ func (c *Channel) delete() error {
 	c.deferred = nil
 	c.mu.Unlock()
 	removeDeferredFile(c.nsqd.dataPath(), c.backendName())
-	var err error
-	if c.journal != nil {
-		err = c.journal.remove()
-	}
+	err := c.journal.remove()
 	if c.backend != nil {
 		err = errors.Join(err, c.backend.Delete())
 	}
@@ -541,26 +462,7 @@ func (c *Channel) close() error {
 		c.nsqd.writeBackend(c.backend, mem),
 		writeDeferredFile(c.nsqd.dataPath(), c.backendName(), deferred),
 	)
-	if c.journal != nil {
-		err = errors.Join(err, c.flushJournal())
-	}
-	err = errors.Join(err, c.backend.Close())
-	if c.journal != nil {
-		err = errors.Join(err, c.journal.close())
-	}
-	return err
-}
-
-// notJournaled filters msgs in place.
-func notJournaled(msgs []*Message) []*Message {
-	n := 0
-	for _, m := range msgs {
-		if !m.journaled {
-			msgs[n] = m
-			n++
-		}
-	}
-	return msgs[:n]
+	return errors.Join(err, c.flushJournal(), c.backend.Close(), c.journal.close())
 }
 
 // loadDeferred restores deferred messages saved by a previous shutdown.

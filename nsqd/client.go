@@ -87,8 +87,12 @@ type client struct {
 	rdy           atomic.Int64
 	inFlightCount atomic.Int64
 	channel       atomic.Pointer[Channel]
-	waiting       bool        // registered in channel.waiters; guarded by channel.mu
-	slots         []queueSlot // pump only: what Channel.take popped
+	waiting       bool // registered in channel.waiters; guarded by channel.mu
+	// turn is set (under channel.mu) when a put woke this pump as the
+	// oldest waiter: it must take (Channel.take) or pass the turn on
+	// (Channel.passTurn). Atomic so the pump checks it without the lock.
+	turn  atomic.Bool
+	slots []queueSlot // pump only: what Channel.take popped
 
 	wake            chan struct{} // cap 1: something may be deliverable
 	settingsChanged chan struct{} // cap 1: heartbeat interval changed
@@ -386,6 +390,12 @@ func (c *client) pump() {
 					}
 					continue
 				}
+			}
+		}
+		if c.turn.Load() {
+			// Woken for a message it cannot take now: the next waiter gets it.
+			if ch := c.channel.Load(); ch != nil {
+				ch.passTurn(c)
 			}
 		}
 		if pending {

@@ -2,6 +2,19 @@
 // serves the V2 TCP protocol and the HTTP API until its context ends, then
 // flushes every queued, in-flight and deferred message to disk.
 //
-// Lock order: NSQD.mu, then Topic.mu, then Topic.backlogMu or Channel.mu,
-// then client.mu; client.wmu (the socket writer) is taken alone.
+// docs/architecture.md describes the message flow, durable mode and the
+// lock order with the reasons for it. Lock order, outermost first:
+//
+//	NSQD.persistMu
+//	NSQD.mu
+//	Topic.mu
+//	Topic.backlogMu or Channel.mu (never both)
+//	Channel.diskMu (with none of the above held)
+//	client.wmu, then client.mu (with no topic or channel lock held)
+//	leaves: journal.mu, diskq.Queue.mu, NSQD.clientsMu, guidFactory.mu,
+//	latencyWindow.mu, lookupManager.mu, conditionState.mu (health)
+//
+// journal.mu is taken under Topic.backlogMu, Channel.mu or Channel.diskMu;
+// diskq.Queue.mu under Topic.mu or Channel.diskMu, and it is released
+// during fsyncs, so it never holds journal.mu.
 package nsqd

@@ -23,8 +23,9 @@ import (
 	"github.com/nsqclone/nsq/internal/protocol"
 )
 
-// refReadMPUB is tcp-protocol.md §6.11 read literally: the messages of an
-// MPUB body after its outer size, or the error text.
+// refReadMPUB is MPUB in NSQ's TCP protocol spec
+// (https://nsq.io/clients/tcp_protocol_spec.html) read literally: the
+// messages of an MPUB body after its outer size, or the error text.
 func refReadMPUB(data []byte, maxMsgSize, maxBodySize int64) ([][]byte, string) {
 	next := func() (int32, bool) {
 		if len(data) < 4 {
@@ -179,7 +180,7 @@ func FuzzDecodeMessage(f *testing.F) {
 	})
 }
 
-// refIdentify is tcp-protocol.md §7 read literally (NSQ compares
+// refIdentify is IDENTIFY in NSQ's TCP protocol spec read literally (NSQ compares
 // milliseconds): the effective settings, or the error text.
 func refIdentify(o *Options, r *identifyRequest) (identifySettings, string) {
 	ms := func(d time.Duration) int { return int(d / time.Millisecond) }

@@ -49,7 +49,8 @@ var (
 	errHTTPBodyOverLimit = errors.New("body over limit")
 )
 
-// httpServer holds the handlers of nsqd's HTTP API (nsqd-http.md).
+// httpServer holds the handlers of nsqd's HTTP API (as NSQ documents it,
+// https://nsq.io/components/nsqd.html).
 type httpServer struct {
 	n   *NSQD
 	log *slog.Logger

@@ -594,8 +594,8 @@ func TestHTTPStatsText(t *testing.T) {
 	}
 }
 
-// TestWriteStatsText renders the stats of nsqd-http.md's capture and checks
-// the output is the captured text.
+// TestWriteStatsText renders the stats of a /stats?format=text output
+// captured from NSQ 1.3 and checks the output is that text.
 func TestWriteStatsText(t *testing.T) {
 	start := time.Date(2026, 11, 23, 11, 13, 40, 0, time.UTC)
 	now := start.Add(3*time.Minute + 26*time.Second + 105017952)

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/nsqclone/nsq/internal/diskq"
 )
@@ -39,6 +40,9 @@ import (
 type journal struct {
 	path string
 	log  *slog.Logger
+	// lastWrite is when the sync loop last wrote the journal (only kept
+	// for NSQD.journalWritten; touched by the sync loop only).
+	lastWrite time.Time
 
 	// mu guards everything below. Appends go to buf under it; write moves
 	// buf to the file in one system call.
@@ -490,8 +494,12 @@ func (j *journal) rewriteLocked() error {
 	return nil
 }
 
-// reset drops every message (the topic or channel was emptied).
+// reset drops every message (the topic or channel was emptied). Like close
+// and remove, it does nothing on a nil journal (not durable mode).
 func (j *journal) reset() error {
+	if j == nil {
+		return nil
+	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.closed {
@@ -505,6 +513,9 @@ func (j *journal) reset() error {
 
 // close writes and fsyncs what is appended and closes the file.
 func (j *journal) close() error {
+	if j == nil {
+		return nil
+	}
 	err := j.sync()
 	j.mu.Lock()
 	defer j.mu.Unlock()
@@ -517,6 +528,9 @@ func (j *journal) close() error {
 
 // remove closes the journal and deletes its file.
 func (j *journal) remove() error {
+	if j == nil {
+		return nil
+	}
 	j.mu.Lock()
 	for j.syncing {
 		j.waitSyncLocked()

@@ -27,6 +27,12 @@ type Message struct {
 	// journaled: the message is live in its channel's or topic's journal
 	// (durable mode) and must be marked done there when finished.
 	journaled bool
+	// held: a topic keeps the message in its deferred list, whatever its
+	// deadline, until a channel takes it. Set on messages restored from a
+	// topic's journal or deferred file: in the topic's memory or disk
+	// backlog they would be a second copy of a journaled message, or lose
+	// their deliver-at time.
+	held bool
 
 	// Delivery state. A message is in at most one place at a time (a queue,
 	// a deferred heap or one client's in-flight list); the owner's mutex

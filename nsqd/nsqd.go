@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nsqclone/nsq/internal/diskq"
 	"github.com/nsqclone/nsq/internal/httpapi"
 	"github.com/nsqclone/nsq/internal/nsqlog"
 	"github.com/nsqclone/nsq/internal/protocol"
@@ -65,6 +66,10 @@ type NSQD struct {
 	// mode persists creations before they are used.
 	loaded atomic.Bool
 	drain  drainer // drain.go
+	// journalWritten, set by benchmarks before Run, is called after the
+	// sync loop writes a journal, with the time since it last wrote that
+	// journal: how long a finished record waited at most.
+	journalWritten func(interval time.Duration)
 }
 
 // New validates opts, locks the data directory and binds the listeners. It
@@ -572,8 +577,17 @@ func (n *NSQD) queueScanLoop(ctx context.Context) {
 
 // syncLoop fsyncs disk queues with unsynced activity older than
 // --sync-timeout (go-diskqueue runs a ticker goroutine per queue for this).
-// In durable mode it also writes the journals' finished records every 50 ms
-// (a crash makes at most those messages come back) and compacts journals.
+// In durable mode it also writes the journals' records every 50 ms (a crash
+// makes at most those finished messages come back) and compacts journals.
+//
+// A tick has two passes, so that thousands of queues do not wait for each
+// other's disk time: the journal writes (a write system call each, no
+// fsync), spread over journalWorkers goroutines, run in the loop and finish
+// before the next tick; the sync pass (commits of durable reads, fsyncs,
+// compactions), over syncWorkers goroutines, runs beside it, and a tick
+// starts a new one only once the last has finished. A slow disk therefore
+// delays fsyncs, never the 50 ms journal writes. Every goroutine is waited
+// for before syncLoop returns.
 func (n *NSQD) syncLoop(ctx context.Context) {
 	interval := max(n.opts.SyncTimeout/4, 50*time.Millisecond)
 	if n.opts.Durable {
@@ -581,6 +595,13 @@ func (n *NSQD) syncLoop(ctx context.Context) {
 	}
 	ticker := time.NewTicker(interval)
 	defer ticker.Stop()
+	var syncPass sync.WaitGroup // the sync pass in progress, if any
+	defer syncPass.Wait()
+	var syncing atomic.Bool
+	// syncOK: the last sync pass committed and compacted every journal it
+	// had to; the journal health condition clears only then.
+	var syncOK atomic.Bool
+	syncOK.Store(true)
 	for {
 		select {
 		case <-ticker.C:
@@ -591,74 +612,95 @@ func (n *NSQD) syncLoop(ctx context.Context) {
 		if n.health.failing(healthMetadata) {
 			n.persistSoon() // retry a failed nsqd.dat write
 		}
-		now := time.Now()
+		stores := n.storeList()
 		mark := n.health.mark(healthJournal)
-		journalsOK := true
-		for _, t := range n.topicList() {
-			if t.backend != nil {
-				if err := t.backend.MaybeSync(now); err != nil {
-					n.health.fail(healthDiskQueue, err)
-				}
+		var writeFailed atomic.Bool
+		inParallel(journalWorkers, stores, func(s store) {
+			if !n.writeJournal(s) {
+				writeFailed.Store(true)
 			}
-			if t.journal != nil {
-				journalsOK = n.maintainJournal(t.journal, nil) && journalsOK
-			}
-			for _, c := range t.channelList() {
-				if c.backend != nil {
-					if err := c.backend.MaybeSync(now); err != nil {
-						n.health.fail(healthDiskQueue, err)
-					}
-				}
-				if c.journal != nil {
-					journalsOK = n.maintainJournal(c.journal, c) && journalsOK
-				}
-			}
-		}
-		if journalsOK && n.opts.Durable {
+		})
+		if n.opts.Durable && !writeFailed.Load() && syncOK.Load() {
 			n.health.clearUnchanged(healthJournal, mark)
+		}
+		if syncing.CompareAndSwap(false, true) {
+			syncPass.Go(func() {
+				defer syncing.Store(false)
+				now := time.Now()
+				var failed atomic.Bool
+				inParallel(syncWorkers, stores, func(s store) {
+					if !n.syncStore(s, now) {
+						failed.Store(true)
+					}
+				})
+				syncOK.Store(!failed.Load())
+			})
 		}
 	}
 }
 
-// maintainJournal writes a journal's records (for a channel, committing its
-// disk queue's reads they cover) and compacts it once it has grown well
-// past its live messages. A channel's disk queue read position is made
-// durable first: the finished records compaction drops are what recognises
-// messages read again after a crash. It reports false when a write or the
-// compaction failed (the journal health condition is set then).
-func (n *NSQD) maintainJournal(j *journal, c *Channel) bool {
-	var err error
-	if c != nil {
-		c.diskMu.Lock()
-		defer c.diskMu.Unlock()
-		err = c.flushJournalLocked()
-	} else {
-		err = j.flush()
-	}
-	if err != nil {
-		if errors.Is(err, ErrExiting) {
-			return true
+// journalWorkers and syncWorkers bound the goroutines of the sync loop's
+// two passes. The sync pass stays narrow: each of its fsyncs competes with
+// the fsyncs durable publishers wait for.
+const journalWorkers, syncWorkers = 4, 2
+
+// store is the disk storage of a topic (c nil) or channel: its disk queue
+// and, in durable mode, its journal.
+type store struct {
+	q *diskq.Queue
+	j *journal
+	c *Channel
+}
+
+// storeList returns the stores of every non-ephemeral topic and channel.
+func (n *NSQD) storeList() []store {
+	var out []store
+	for _, t := range n.topicList() {
+		if t.backend != nil {
+			out = append(out, store{t.backend, t.journal, nil})
 		}
-		n.logger.Error("JOURNAL: write failed", "file", j.path, "err", err)
-		n.health.fail(healthJournal, err)
-		return false
-	}
-	if !j.needsCompaction() {
-		return true
-	}
-	if c != nil {
-		if err := c.backend.Sync(); err != nil {
-			n.logger.Error("JOURNAL: not compacted, disk queue sync failed", "file", j.path, "err", err)
-			n.health.fail(healthDiskQueue, err)
-			return true
+		for _, c := range t.channelList() {
+			if c.backend != nil {
+				out = append(out, store{c.backend, c.journal, c})
+			}
 		}
 	}
-	if err := j.compact(); err != nil {
-		n.logger.Error("JOURNAL: compaction failed", "file", j.path, "err", err)
-		n.health.fail(healthJournal, err)
-		return false
+	return out
+}
+
+// syncStore commits a durable channel's reads, fsyncs a disk queue if it
+// is due and compacts its journal if it needs it. It reports false when a
+// journal commit or compaction failed (the journal condition is set then).
+func (n *NSQD) syncStore(s store, now time.Time) bool {
+	ok := n.commitReads(s)
+	if err := s.q.MaybeSync(now); err != nil && !errors.Is(err, diskq.ErrClosed) {
+		n.health.fail(healthDiskQueue, err) // ErrClosed: deleted since the pass began
 	}
-	return true
+	if s.j != nil && s.j.needsCompaction() {
+		ok = n.compactJournal(s) && ok
+	}
+	return ok
+}
+
+// inParallel calls f for each item from at most workers goroutines and
+// returns when every call has returned. A few items are done in place.
+func inParallel[T any](workers int, items []T, f func(T)) {
+	if len(items) < 2*workers {
+		for _, it := range items {
+			f(it)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := int(next.Add(1)) - 1; i < len(items); i = int(next.Add(1)) - 1 {
+				f(items[i])
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // ErrDiskLow refuses a publish while the data path's free space is below

@@ -1,7 +1,8 @@
 package nsqd
 
-// Conformance tests of the V2 TCP protocol against
-// ../shared/reference/tcp-protocol.md, over raw TCP connections: exact frames
+// Conformance tests of the V2 TCP protocol against NSQ's TCP protocol spec
+// (https://nsq.io/clients/tcp_protocol_spec.html) and NSQ 1.3's behaviour,
+// over raw TCP connections: exact frames
 // and error texts, fatal versus non-fatal errors, and delivery semantics.
 
 import (
@@ -37,7 +38,7 @@ const (
 )
 
 // defaultIdentify is the IDENTIFY feature-negotiation response of nsqd with
-// default flags (tcp-protocol.md §8, captured).
+// default flags, as NSQ 1.3 sends it.
 const defaultIdentify = `{"max_rdy_count":2500,"version":"1.3.0","max_msg_timeout":900000,"msg_timeout":60000,"tls_v1":false,"deflate":false,"deflate_level":6,"max_deflate_level":6,"snappy":false,"sample_rate":0,"auth_required":false,"output_buffer_size":16384,"output_buffer_timeout":250,"topology_region":"","topology_zone":""}`
 
 // withFields returns the JSON object js with the values of the given keys
@@ -148,7 +149,7 @@ func (c *rawConn) expectNothing(d time.Duration) {
 	}
 }
 
-// wireMsg is a decoded message frame (tcp-protocol.md §4).
+// wireMsg is a decoded message frame (the spec's "Data Format").
 type wireMsg struct {
 	ts       int64
 	attempts uint16
@@ -332,7 +333,7 @@ func TestV2BadMagic(t *testing.T) {
 	}
 }
 
-// TestV2FatalErrors covers every fatal error row of tcp-protocol.md §6 that
+// TestV2FatalErrors covers every fatal error of the TCP protocol's commands that
 // a client can trigger without auth or TLS configured.
 func TestV2FatalErrors(t *testing.T) {
 	n := startNSQD(t, testOptions(t))
@@ -344,7 +345,7 @@ func TestV2FatalErrors(t *testing.T) {
 		return fatalCase{name: "IDENTIFY " + js, wire: ident(js), want: "E_BAD_BODY IDENTIFY " + want}
 	}
 	cases := []fatalCase{
-		// §1, §6.13: command names.
+		// Command names.
 		{name: "lower case", wire: cmd("pub t"), want: "E_INVALID invalid command pub"},
 		{name: "empty line", wire: cmd(""), want: "E_INVALID invalid command "},
 		{name: "empty CRLF line", wire: []byte("\r\n"), want: "E_INVALID invalid command "},
@@ -352,7 +353,7 @@ func TestV2FatalErrors(t *testing.T) {
 		{name: "leading space", wire: cmd(" NOP"), want: "E_INVALID invalid command "},
 		{name: "unknown CRLF", wire: []byte("BAD\r\n"), want: "E_INVALID invalid command BAD"},
 
-		// §5: state.
+		// State.
 		{name: "FIN before SUB", wire: cmd("FIN " + id), want: "E_INVALID cannot FIN in current state"},
 		{name: "REQ before SUB", wire: cmd("REQ " + id + " 0"), want: "E_INVALID cannot REQ in current state"},
 		{name: "TOUCH before SUB", wire: cmd("TOUCH " + id), want: "E_INVALID cannot TOUCH in current state"},
@@ -384,7 +385,7 @@ func TestV2FatalErrors(t *testing.T) {
 		{name: "REQ negative timeout", wire: cat(sub, cmd("REQ "+id+" -1")), before: ok, want: "E_INVALID REQ could not parse timeout -1"},
 		{name: "REQ bad timeout", wire: cat(sub, cmd("REQ "+id+" 1s")), before: ok, want: "E_INVALID REQ could not parse timeout 1s"},
 
-		// §12: names.
+		// Names.
 		{name: "PUB two spaces", wire: cmd("PUB  t"), want: `E_BAD_TOPIC PUB topic name "" is not valid`},
 		{name: "PUB star", wire: cmd("PUB a*"), want: `E_BAD_TOPIC PUB topic name "a*" is not valid`},
 		{name: "PUB 65 chars", wire: cmd("PUB " + strings.Repeat("a", 65)), want: `E_BAD_TOPIC PUB topic name "` + strings.Repeat("a", 65) + `" is not valid`},
@@ -400,12 +401,12 @@ func TestV2FatalErrors(t *testing.T) {
 		{name: "SUB bare ephemeral channel", wire: cmd("SUB t #ephemeral"), want: `E_BAD_CHANNEL SUB channel name "#ephemeral" is not valid`},
 		{name: "SUB non-ASCII channel", wire: cmd("SUB t ü"), want: `E_BAD_CHANNEL SUB channel name "ü" is not valid`},
 
-		// §6.4: RDY.
+		// RDY.
 		{name: "RDY negative", wire: cat(sub, cmd("RDY -1")), before: ok, want: "E_INVALID RDY could not parse count -1"},
 		{name: "RDY letters", wire: cat(sub, cmd("RDY abc")), before: ok, want: "E_INVALID RDY could not parse count abc"},
 		{name: "RDY too big", wire: cat(sub, cmd("RDY 2501")), before: ok, want: "E_INVALID RDY count 2501 out of range 0-2500"},
 
-		// §6.10: PUB bodies. Too big: the body is not read (none is sent).
+		// PUB bodies. Too big: the body is not read (none is sent).
 		{name: "PUB size 0", wire: cmd("PUB t", be32(0)), want: "E_BAD_MESSAGE PUB invalid message body size 0"},
 		{name: "PUB size -1", wire: cmd("PUB t", be32(-1)), want: "E_BAD_MESSAGE PUB invalid message body size -1"},
 		{name: "PUB size min int32", wire: cmd("PUB t", be32(math.MinInt32)), want: "E_BAD_MESSAGE PUB invalid message body size -2147483648"},
@@ -414,7 +415,7 @@ func TestV2FatalErrors(t *testing.T) {
 		{name: "PUB no size", wire: cmd("PUB t"), halfClose: true, want: "E_BAD_MESSAGE PUB failed to read message body size"},
 		{name: "PUB short body", wire: cmd("PUB t", be32(3, 'a')), halfClose: true, want: "E_BAD_MESSAGE PUB failed to read message body"},
 
-		// §6.12: DPUB.
+		// DPUB.
 		{name: "DPUB negative timeout", wire: cmd("DPUB t -5"), want: "E_INVALID DPUB could not parse timeout -5"},
 		{name: "DPUB bad timeout", wire: cmd("DPUB t x"), want: "E_INVALID DPUB could not parse timeout x"},
 		{name: "DPUB timeout too big", wire: cmd("DPUB t 3600001"), want: "E_INVALID DPUB timeout 3600001 out of range 0-3600000"},
@@ -424,7 +425,7 @@ func TestV2FatalErrors(t *testing.T) {
 		{name: "DPUB short size", wire: cmd("DPUB t 100", []byte{0, 0}), halfClose: true, want: "E_BAD_MESSAGE DPUB failed to read message body size"},
 		{name: "DPUB short body", wire: cmd("DPUB t 100", be32(5, 'a', 'b')), halfClose: true, want: "E_BAD_MESSAGE DPUB failed to read message body"},
 
-		// §6.11: MPUB.
+		// MPUB.
 		{name: "MPUB size 0", wire: cmd("MPUB t", be32(0)), want: "E_BAD_BODY MPUB invalid body size 0"},
 		{name: "MPUB size -1", wire: cmd("MPUB t", be32(-1)), want: "E_BAD_BODY MPUB invalid body size -1"},
 		{name: "MPUB too big", wire: cmd("MPUB t", be32(5242881)), want: "E_BAD_BODY MPUB body too big 5242881 > 5242880"},
@@ -439,7 +440,7 @@ func TestV2FatalErrors(t *testing.T) {
 		{name: "MPUB short message size", wire: cmd("MPUB t", be32(20), be32(3), sized("a"), sized("b"), []byte{0}), halfClose: true, want: "E_BAD_MESSAGE MPUB failed to read message(2) body size"},
 		{name: "MPUB short message body", wire: cmd("MPUB t", be32(20), be32(1), be32(4, 'a', 'b')), halfClose: true, want: "E_BAD_MESSAGE MPUB failed to read message body"},
 
-		// §6.1: IDENTIFY.
+		// IDENTIFY.
 		{name: "IDENTIFY size 0", wire: cmd("IDENTIFY", be32(0)), want: "E_BAD_BODY IDENTIFY invalid body size 0"},
 		{name: "IDENTIFY size -1", wire: cmd("IDENTIFY", be32(-1)), want: "E_BAD_BODY IDENTIFY invalid body size -1"},
 		{name: "IDENTIFY too big", wire: cmd("IDENTIFY", be32(2130706432)), want: "E_BAD_BODY IDENTIFY body too big 2130706432 > 5242880"},
@@ -479,7 +480,7 @@ func TestV2FatalErrors(t *testing.T) {
 		badIdent(`{"msg_timeout":1,"sample_rate":100}`, "sample rate (100) is invalid"),
 		{name: "IDENTIFY deflate and snappy", wire: ident(`{"feature_negotiation":true,"deflate":true,"snappy":true}`), want: "E_IDENTIFY_FAILED cannot enable both deflate and snappy compression"},
 
-		// §6.2: AUTH without --auth-http-address.
+		// AUTH without --auth-http-address.
 		{name: "AUTH disabled", wire: cmd("AUTH", sized("secret")), want: "E_AUTH_DISABLED AUTH disabled"},
 		{name: "AUTH size 0", wire: cmd("AUTH", be32(0)), want: "E_BAD_BODY AUTH invalid body size 0"},
 		{name: "AUTH size -7", wire: cmd("AUTH", be32(-7)), want: "E_BAD_BODY AUTH invalid body size -7"},
@@ -588,7 +589,7 @@ func TestV2CustomLimits(t *testing.T) {
 }
 
 // IDENTIFY with deflate or snappy upgrades the connection after the JSON
-// response (§9); each upgrade is confirmed by an OK in the new encoding.
+// response; each upgrade is confirmed by an OK in the new encoding.
 func TestV2IdentifyCompression(t *testing.T) {
 	n := startNSQD(t, testOptions(t))
 	for _, tc := range []struct {
@@ -639,7 +640,7 @@ func TestV2IdentifyCompression(t *testing.T) {
 }
 
 // With --auth-http-address every PUB, MPUB, DPUB and SUB needs a successful
-// AUTH (§6.2, behaviour.md §12).
+// AUTH (https://nsq.io/components/nsqd.html#auth).
 func TestV2AuthEnabled(t *testing.T) {
 	var mu sync.Mutex
 	var lastQuery url.Values
@@ -713,7 +714,7 @@ func TestV2AuthEnabled(t *testing.T) {
 	}, true)
 }
 
-// Valid names (§12) and ignored extra parameters are accepted.
+// Valid names and ignored extra parameters are accepted.
 func TestV2Accepted(t *testing.T) {
 	n := startNSQD(t, testOptions(t))
 	for _, name := range []string{"a-b_c.d", ".", "..", strings.Repeat("a", 64), strings.Repeat("a", 54) + "#ephemeral", "Z9"} {
@@ -732,7 +733,7 @@ func TestV2Accepted(t *testing.T) {
 	}
 }
 
-// Line endings: a single \r before \n is stripped (§1).
+// Line endings: a single \r before \n is stripped.
 func TestV2CRLF(t *testing.T) {
 	n := startNSQD(t, testOptions(t))
 	c := dialRaw(t, n)
@@ -841,7 +842,7 @@ func TestV2CLS(t *testing.T) {
 
 var lowerHexID = regexp.MustCompile(`^[0-9a-f]{16}$`)
 
-// Message frames: timestamp, attempts, IDs (§4).
+// Message frames: timestamp, attempts, IDs.
 func TestV2MessageFrames(t *testing.T) {
 	o := testOptions(t)
 	o.ID = 7

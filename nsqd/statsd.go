@@ -13,7 +13,7 @@ import (
 )
 
 // statsdLoop pushes the daemon's counters and gauges to --statsd-address over
-// UDP every --statsd-interval (behaviour.md §11) until ctx ends. Each push
+// UDP every --statsd-interval (as NSQ does, https://nsq.io/components/nsqd.html) until ctx ends. Each push
 // is one Stats snapshot turned into statsd lines (statsdMetrics), packed into
 // datagrams (packStatsd) and sent spread evenly over interval − 1 s
 // (sendSpread), so a large daemon does not burst thousands of datagrams at

@@ -3,7 +3,6 @@ package nsqd
 import (
 	"errors"
 	"log/slog"
-	"os"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -64,26 +63,8 @@ func newTopic(n *NSQD, name string) (*Topic, error) {
 		exit:      make(chan struct{}),
 	}
 	if !t.ephemeral {
-		j, ld, err := n.openJournal(name, t.log)
-		if err != nil {
+		if err := t.openStorage(); err != nil {
 			return nil, err
-		}
-		q, err := n.newBackend(name, j)
-		if err != nil {
-			if j != nil {
-				j.close()
-			}
-			return nil, err
-		}
-		t.backend, t.journal = q, j
-		restored := ld.msgs
-		for _, m := range restored {
-			m.deadline = max(m.deadline, 1) // stays in the deferred backlog
-		}
-		if err := t.putBacklog(restored); err != nil {
-			t.log.Error("TOPIC: failed to restore journaled messages", "count", len(restored), "err", err)
-		} else if j == nil {
-			os.Remove(journalFileName(n.dataPath(), name))
 		}
 	}
 	return t, nil
@@ -135,7 +116,7 @@ func (t *Topic) publish(bodies [][]byte, deferred time.Duration) error {
 // case (channels to fan out to, nothing deferred, not durable). Otherwise
 // the batch becomes Messages and goes through put.
 func (t *Topic) putBatch(b *pubBatch, deliverAt int64) error {
-	if deliverAt == 0 && t.journal == nil {
+	if deliverAt == 0 && !t.durable() {
 		t.mu.RLock()
 		if !t.exiting && len(t.chans) > 0 && !t.paused && !t.holding {
 			var errs []error
@@ -160,7 +141,7 @@ func (t *Topic) put(msgs []*Message) error {
 	}
 	if len(t.chans) > 0 && !t.paused && !t.holding {
 		err := t.fanOut(msgs)
-		if t.journal == nil || err != nil {
+		if err != nil || !t.durable() {
 			t.mu.RUnlock()
 			return err
 		}
@@ -170,30 +151,11 @@ func (t *Topic) put(msgs []*Message) error {
 	}
 	err := t.putBacklog(msgs)
 	t.mu.RUnlock()
-	if err == nil && t.journal != nil {
-		err = t.syncDurable()
+	if err == nil {
+		err = t.syncDurable() // nothing to do unless durable
 	}
 	return err
 }
-
-// syncChannels makes a durable publish durable in every channel it went to.
-// The channels' fsyncs run at once (a goroutine each, waited for here): one
-// after the other, a publish to 8 channels would wait for 8 fsyncs.
-func syncChannels(chans []*Channel) error {
-	if len(chans) == 1 {
-		return chans[0].syncDurable()
-	}
-	errs := make([]error, len(chans))
-	var wg sync.WaitGroup
-	for i, c := range chans {
-		wg.Go(func() { errs[i] = c.syncDurable() })
-	}
-	wg.Wait()
-	return errors.Join(errs...)
-}
-
-// syncDurable fsyncs the topic's own disk queue and journal (durable mode).
-func (t *Topic) syncDurable() error { return t.nsqd.syncDurable(t.backend, t.journal) }
 
 // release ends the hold of a new topic and lets its backlog flow.
 func (t *Topic) release() {
@@ -233,19 +195,18 @@ func copyMessages(msgs []*Message) []*Message {
 }
 
 // putBacklog keeps messages in the topic until it has a channel and is not
-// paused; an ephemeral topic drops what does not fit in memory.
+// paused; an ephemeral topic drops what does not fit in memory. Deferred
+// and held messages wait in the deferred list, the rest in memory and,
+// past memQueueSize, on disk.
 func (t *Topic) putBacklog(msgs []*Message) error {
 	var overflow []*Message
-	memMax := int(t.nsqd.opts.MemQueueSize)
-	if t.journal != nil {
-		memMax = 0 // durable: through the disk queue
-	}
+	memMax := t.memQueueSize()
 	t.backlogMu.Lock()
 	for _, m := range msgs {
 		switch {
-		case m.deadline > 0:
-			if t.journal != nil && !m.journaled {
-				t.journal.put([]*Message{m}, -1)
+		case m.deadline > 0 || m.held:
+			if !m.journaled {
+				t.journalDeferred(m)
 			}
 			t.deferred = append(t.deferred, m)
 		case t.backlog.len() < memMax:
@@ -290,45 +251,33 @@ func (t *Topic) drain() {
 		if len(buf) > 0 {
 			// Journaled messages leave the topic's journal once their
 			// channels have them durably.
-			var done []MessageID
-			for _, m := range buf {
-				if m.journaled {
-					done = append(done, m.ID)
-					m.journaled = false
-				}
-			}
+			done := unjournal(buf)
 			err := t.fanOut(buf)
-			chans := t.chans
-			if t.journal != nil {
-				chans = append([]*Channel(nil), t.chans...)
+			var chans []*Channel
+			if t.durable() {
+				chans = append(chans, t.chans...)
 			}
 			t.mu.RUnlock()
-			if err == nil && t.journal != nil {
-				err = syncChannels(chans)
+			if err == nil {
+				err = syncChannels(chans) // none unless durable
 			}
 			if err != nil {
 				t.log.Error("TOPIC: failed to pass backlog to channels", "err", err)
-			} else if len(done) > 0 {
-				for _, id := range done {
-					t.journal.done(id)
-				}
+			} else {
+				t.journalDone(done)
 			}
 			clear(buf)
 			continue
 		}
 		t.mu.RUnlock()
 
-		batch := 256
-		if t.journal != nil {
-			batch = 4096 // each batch costs the channels an fsync
-		}
-		buf = t.nsqd.readBackend(t.backend, buf[:0], batch, t.log)
+		buf = t.nsqd.readBackend(t.backend, buf[:0], t.diskBatch(), t.log)
 		if len(buf) > 0 {
 			if err := t.put(buf); err != nil {
 				// Durable mode: not committed, so a restart reads them again.
 				t.log.Error("TOPIC: failed to pass messages from disk to channels", "err", err)
-			} else if t.journal != nil {
-				t.backend.Commit()
+			} else {
+				t.commitDiskRead()
 			}
 			clear(buf)
 			continue
@@ -526,10 +475,7 @@ func (t *Topic) Empty() error {
 	t.backlog.drain()
 	t.deferred = nil
 	t.backlogMu.Unlock()
-	var err error
-	if t.journal != nil {
-		err = t.journal.reset()
-	}
+	err := t.journal.reset()
 	if t.backend != nil {
 		err = errors.Join(err, t.backend.Empty())
 	}
@@ -579,9 +525,7 @@ func (t *Topic) delete() error {
 	t.deferred = nil
 	t.backlogMu.Unlock()
 	removeDeferredFile(t.nsqd.dataPath(), t.name)
-	if t.journal != nil {
-		errs = append(errs, t.journal.remove())
-	}
+	errs = append(errs, t.journal.remove())
 	if t.backend != nil {
 		errs = append(errs, t.backend.Delete())
 	}
@@ -607,10 +551,8 @@ func (t *Topic) close() error {
 	errs = append(errs,
 		t.nsqd.writeBackend(t.backend, mem),
 		writeDeferredFile(t.nsqd.dataPath(), t.name, deferred),
-		t.backend.Close())
-	if t.journal != nil {
-		errs = append(errs, t.journal.close())
-	}
+		t.backend.Close(),
+		t.journal.close())
 	return errors.Join(errs...)
 }
 

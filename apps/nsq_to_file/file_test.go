@@ -111,7 +111,7 @@ func TestPlainFileAppends(t *testing.T) {
 	}
 }
 
-// The capture of apps.md: --rotate-size=60 and 14-byte lines put five lines
+// As captured from NSQ 1.3's nsq_to_file: --rotate-size=60 and 14-byte lines put five lines
 // in the first file and the sixth in the next revision.
 func TestRotateSize(t *testing.T) {
 	dir := t.TempDir()

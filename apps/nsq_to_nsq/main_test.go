@@ -14,7 +14,7 @@ func TestJSONFilter(t *testing.T) {
 		want         string // "" when dropped
 		verdict      int
 	}{
-		// The capture of apps.md.
+		// As captured from NSQ 1.3's nsq_to_nsq.
 		{"capture pass", "b", "1", []string{"a"}, `{"a":1,"b":1,"c":3}`, `{"a":1}`, pass},
 		{"capture other value", "b", "1", []string{"a"}, `{"a":2,"b":2}`, "", dropValue},
 		{"capture not json", "b", "1", []string{"a"}, `notjson`, "", dropNotJSON},

@@ -188,7 +188,8 @@ func TestBadFlagValues(t *testing.T) {
 	}
 }
 
-// The example NSQ's option resolution was verified with (flags.md §1).
+// The example NSQ 1.3's option resolution (command line, then --config
+// file, then default) was verified with.
 func TestConfigAndFlags(t *testing.T) {
 	const config = `
 id = 7
