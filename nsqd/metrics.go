@@ -75,6 +75,13 @@ var (
 	descHealthCondition = prometheus.NewDesc("nsq_health_condition",
 		"1 while the named part of the daemon is healthy, else 0 (disk_queue: the last disk-queue write failed; journal: a durable journal write failed; metadata: nsqd.dat could not be written, or was found damaged at startup; free_disk: below --min-free-disk-bytes).",
 		[]string{"condition"}, nil)
+
+	// Free space, so that an alert can fire before --min-free-disk-bytes
+	// starts refusing publishes (contrib/prometheus/nsq-alerts.yml).
+	descDataPathFree = prometheus.NewDesc("nsq_data_path_free_bytes",
+		"Free space for unprivileged users on the file system of --data-path, in bytes.", nil, nil)
+	descMinFreeDisk = prometheus.NewDesc("nsq_min_free_disk_bytes",
+		"--min-free-disk-bytes: publishes to disk-backed topics are refused below this free space (0 = no limit).", nil, nil)
 )
 
 // metricsCollector turns one Stats snapshot per scrape into metrics.
@@ -85,7 +92,7 @@ func (m *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 		descTopicDepth, descTopicBackendDepth, descTopicMessages, descTopicMessageBytes, descTopicPaused, descTopicLatency,
 		descChannelDepth, descChannelBackendDepth, descChannelInFlight, descChannelDeferred, descChannelMessages,
 		descChannelRequeued, descChannelTimedOut, descChannelClients, descChannelPaused, descChannelLatency,
-		descProducers, descHealth, descHealthCondition,
+		descProducers, descHealth, descHealthCondition, descDataPathFree, descMinFreeDisk,
 		descTopicSkippedRegions, descTopicSkippedBytes, descChannelSkippedRegions, descChannelSkippedBytes,
 	} {
 		ch <- d
@@ -139,6 +146,10 @@ func (m *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, hc := range st.HealthConditions {
 		emit(descHealthCondition, gauge, boolValue(hc.OK), hc.Condition)
 	}
+	if free, err := m.n.freeDisk(m.n.dataPath()); err == nil { // no sample rather than a wrong one
+		emit(descDataPathFree, gauge, float64(free))
+	}
+	emit(descMinFreeDisk, gauge, float64(m.n.opts.MinFreeDiskBytes))
 }
 
 func boolValue(b bool) float64 {

@@ -1,12 +1,14 @@
 package nsqd
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -272,5 +274,50 @@ func BenchmarkMetricsScrape(b *testing.B) {
 			b.Fatalf("status %d", w.Code)
 		}
 		io.Copy(io.Discard, w.Body)
+	}
+}
+
+// Free space on the data path and --min-free-disk-bytes are exported, so an
+// alert can compare them before publishes are refused.
+func TestMetricsFreeDisk(t *testing.T) {
+	o := testOptions(t)
+	o.MinFreeDiskBytes = 1 << 20
+	n, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var free atomic.Uint64
+	free.Store(5 << 20)
+	var failed atomic.Bool
+	n.freeDisk = func(path string) (uint64, error) {
+		if path != o.DataPath {
+			t.Errorf("freeDisk(%q), want the data path %q", path, o.DataPath)
+		}
+		if failed.Load() {
+			return 0, errors.New("statfs failed")
+		}
+		return free.Load(), nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }() // after freeDisk is replaced: the sync loop calls it
+	defer func() { cancel(); <-done }()
+	srv := httptest.NewServer(n.metricsHandler())
+	defer srv.Close()
+
+	mfs := scrape(t, srv.URL)
+	if got, ok := metricValue(mfs, "nsq_data_path_free_bytes"); !ok || got != 5<<20 {
+		t.Errorf("nsq_data_path_free_bytes = %v (found %v), want %v", got, ok, 5<<20)
+	}
+	if got, ok := metricValue(mfs, "nsq_min_free_disk_bytes"); !ok || got != 1<<20 {
+		t.Errorf("nsq_min_free_disk_bytes = %v (found %v), want %v", got, ok, 1<<20)
+	}
+	free.Store(1 << 10)
+	if got, _ := metricValue(scrape(t, srv.URL), "nsq_data_path_free_bytes"); got != 1<<10 {
+		t.Errorf("nsq_data_path_free_bytes = %v, want %v", got, 1<<10)
+	}
+	failed.Store(true)
+	if _, ok := metricValue(scrape(t, srv.URL), "nsq_data_path_free_bytes"); ok {
+		t.Error("nsq_data_path_free_bytes present when statfs fails, want no sample")
 	}
 }
