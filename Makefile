@@ -23,7 +23,8 @@ help:
 	@echo 'make test    gofmt check, go vet, unit tests (-race -short), e2e tests (-race), benchmarks once'
 	@echo 'make bench   build, start a fresh nsqd, run bench_writer then bench_reader'
 	@echo 'make fuzz    run every Fuzz* target for FUZZTIME (default 10s) each'
-	@echo 'make clean   remove $(BIN)/ and ./data/'
+	@echo 'make dist    release archives for DIST_PLATFORMS (default linux/amd64 linux/arm64) in $(DIST)/'
+	@echo 'make clean   remove $(BIN)/, ./data/ and $(DIST)/'
 
 build:
 	@mkdir -p $(BIN)
@@ -84,7 +85,7 @@ fuzz:
 	done
 
 clean:
-	rm -rf $(BIN) data
+	rm -rf $(BIN) data $(DIST)
 
 # bench-compare: our nsqd against NSQ 1.3.0's nsqd, side by side (bench/compare is its own module; see bench/README.md).
 .PHONY: bench-compare
@@ -94,3 +95,32 @@ bench-compare:
 	$(GO) build -C bench/compare -o $(abspath $(BIN))/baseline-nsqd ./cmd/baseline-nsqd
 	$(GO) build -C bench/compare -o $(abspath $(BIN))/bench-compare ./cmd/bench-compare
 	$(BIN)/bench-compare -ours $(BIN)/nsqd -baseline $(BIN)/baseline-nsqd $(BENCH_COMPARE_FLAGS)
+
+# dist: release archives laid out like NSQ's, one per platform in DIST_PLATFORMS:
+# $(DIST)/nsq-<version>.<os>-<arch>.go<go version>.tar.gz holding
+# nsq-<version>.<os>-<arch>.go<go version>/bin/<every main of `make build`>,
+# each with a .sha256 file (`sha256sum -c` checks it). Static binaries
+# (CGO_ENABLED=0), no build paths (-trimpath), tar metadata fixed to the last
+# commit's time and root ownership, so the same commit gives the same archive.
+DIST           ?= dist
+DIST_PLATFORMS ?= linux/amd64 linux/arm64
+DIST_VERSION   := $(shell sed -n 's/^const Binary = "\(.*\)"/\1/p' internal/version/version.go)
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+
+.PHONY: dist
+dist:
+	@set -euo pipefail; \
+	test -n "$(DIST_VERSION)" || { echo "dist: no version in internal/version/version.go"; exit 1; }; \
+	gover=$$($(GO) env GOVERSION); mkdir -p $(DIST); \
+	for platform in $(DIST_PLATFORMS); do \
+		os=$${platform%/*}; arch=$${platform#*/}; \
+		name=nsq-$(DIST_VERSION).$$os-$$arch.$$gover; \
+		stage=$$(mktemp -d); trap 'rm -rf "$$stage"' EXIT; \
+		mkdir -p $$stage/$$name/bin; \
+		echo "dist: $(DIST)/$$name.tar.gz"; \
+		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -o $$stage/$$name/bin/ $(MAIN_PATTERNS); \
+		tar -C $$stage --sort=name --owner=0 --group=0 --numeric-owner --mtime=@$(SOURCE_DATE_EPOCH) \
+			-czf $(DIST)/$$name.tar.gz $$name; \
+		(cd $(DIST) && sha256sum $$name.tar.gz > $$name.tar.gz.sha256); \
+		rm -rf "$$stage"; trap - EXIT; \
+	done
