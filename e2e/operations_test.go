@@ -148,7 +148,25 @@ func TestOpsPrometheus(t *testing.T) {
 	n2 := adminStartNSQD(t, lookupd)
 	// n3 refuses publishes (free disk is always below 2^62 bytes): unhealthy
 	// and low on disk, for the alerts. It is not registered with nsqlookupd.
-	n3 := nsqtest.StartNSQD(t, "--min-free-disk-bytes=4611686018427387904", "--sync-timeout=100ms")
+	// StartNSQD would wait for /ping to say OK, which it stops saying as
+	// soon as the disk check runs.
+	n3 := &nsqtest.NSQD{TCPAddr: nsqtest.FreeAddr(t), HTTPAddr: nsqtest.FreeAddr(t), DataPath: t.TempDir()}
+	n3.Process = nsqtest.Start(t, "", "nsqd", "--tcp-address="+n3.TCPAddr, "--http-address="+n3.HTTPAddr,
+		"--data-path="+n3.DataPath, "--min-free-disk-bytes=4611686018427387904", "--sync-timeout=100ms")
+	nsqtest.Eventually(t, opsTimeout, func() bool {
+		select {
+		case <-n3.Exited():
+			t.Fatalf("nsqd exited:\n%s", n3.Output())
+		default:
+		}
+		resp, err := http.Get(n3.URL("/ping"))
+		if err != nil {
+			return false
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return strings.Contains(string(body), "disk free space below --min-free-disk-bytes")
+	}, "the nsqd short of disk to answer /ping with its health")
 	adminURL := adminStart(t, "", "--lookupd-http-address="+lookupd.HTTPAddr)
 	adminAddr := strings.TrimPrefix(adminURL, "http://")
 
@@ -226,7 +244,9 @@ scrape_configs:
 	const requeues = pubN1/5 + pubN2/5
 	in := newInbox(pubN1 + pubN2 + requeues)
 	requeued := map[string]bool{} // per node and body; handled on one goroutine at a time
-	billing := newConsumer(t, "orders", "billing", nil, func(m *nsq.Message) error {
+	cfg := nsq.NewConfig()
+	cfg.MaxInFlight = 16 // RDY on both connections at once
+	billing := newConsumer(t, "orders", "billing", cfg, func(m *nsq.Message) error {
 		var i int
 		fmt.Sscanf(string(m.Body), "m%d", &i)
 		if key := m.NSQDAddress + string(m.Body); i%5 == 0 && !requeued[key] {
