@@ -148,25 +148,7 @@ func TestOpsPrometheus(t *testing.T) {
 	n2 := adminStartNSQD(t, lookupd)
 	// n3 refuses publishes (free disk is always below 2^62 bytes): unhealthy
 	// and low on disk, for the alerts. It is not registered with nsqlookupd.
-	// StartNSQD would wait for /ping to say OK, which it stops saying as
-	// soon as the disk check runs.
-	n3 := &nsqtest.NSQD{TCPAddr: nsqtest.FreeAddr(t), HTTPAddr: nsqtest.FreeAddr(t), DataPath: t.TempDir()}
-	n3.Process = nsqtest.Start(t, "", "nsqd", "--tcp-address="+n3.TCPAddr, "--http-address="+n3.HTTPAddr,
-		"--data-path="+n3.DataPath, "--min-free-disk-bytes=4611686018427387904", "--sync-timeout=100ms")
-	nsqtest.Eventually(t, opsTimeout, func() bool {
-		select {
-		case <-n3.Exited():
-			t.Fatalf("nsqd exited:\n%s", n3.Output())
-		default:
-		}
-		resp, err := http.Get(n3.URL("/ping"))
-		if err != nil {
-			return false
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		return strings.Contains(string(body), "disk free space below --min-free-disk-bytes")
-	}, "the nsqd short of disk to answer /ping with its health")
+	n3 := nsqtest.StartNSQD(t, "--min-free-disk-bytes=4611686018427387904", "--sync-timeout=100ms")
 	adminURL := adminStart(t, "", "--lookupd-http-address="+lookupd.HTTPAddr)
 	adminAddr := strings.TrimPrefix(adminURL, "http://")
 
@@ -309,7 +291,13 @@ scrape_configs:
 			want["nsq_channel_clients"+l] = float64(c.ClientCount)
 			want["nsq_channel_paused"+l] = 0
 		}
-		prom.waitValues(t, fmt.Sprintf(`{job="nsqd",instance=%q,__name__=~"nsq_topic_.*|nsq_channel_.*|nsq_health",quantile=""}`, n.HTTPAddr), want)
+		if len(s.HealthConditions) == 0 {
+			t.Errorf("/stats of %s has no health_conditions", n.HTTPAddr)
+		}
+		for _, hc := range s.HealthConditions {
+			want[fmt.Sprintf("nsq_health_condition{condition=%q}", hc.Condition)] = map[bool]float64{true: 1}[hc.OK]
+		}
+		prom.waitValues(t, fmt.Sprintf(`{job="nsqd",instance=%q,__name__=~"nsq_topic_.*|nsq_channel_.*|nsq_health|nsq_health_condition",quantile=""}`, n.HTTPAddr), want)
 	}
 	if got, want := stats[n1].Topic("orders").MessageCount, uint64(pubN1); got != want {
 		t.Errorf("n1 /stats message_count %d, want %d", got, want)
@@ -436,13 +424,13 @@ func opsCheckRules(t *testing.T, prom *opsPrometheus, repo string, alertNames []
 	}
 
 	key := func(a opsAlert) string {
-		return strings.Join([]string{a.Labels["alertname"], a.Labels["instance"], a.Labels["channel"]}, "/")
+		return strings.Join([]string{a.Labels["alertname"], a.Labels["instance"], a.Labels["channel"] + a.Labels["condition"]}, "/")
 	}
 	firing := map[string]bool{
 		"NSQChannelNoConsumer/" + n1.HTTPAddr + "/audit":   true,
 		"NSQChannelNoConsumer/" + n2.HTTPAddr + "/audit":   true,
 		"NSQChannelNoConsumer/" + n2.HTTPAddr + "/slow":    true,
-		"NSQDUnhealthy/" + n3.HTTPAddr + "/":               true,
+		"NSQDUnhealthy/" + n3.HTTPAddr + "/free_disk":      true,
 		"NSQDPublishesRefusedDiskLow/" + n3.HTTPAddr + "/": true,
 		"NSQDDiskLow/" + n3.HTTPAddr + "/":                 true,
 	}
