@@ -320,6 +320,9 @@ scrape_configs:
 		`nsqlookupd_channels`:  3,
 	})
 
+	t.Run("lint", func(t *testing.T) {
+		opsLintMetrics(t, "http://"+n1.HTTPAddr+"/metrics", "http://"+lookupd.HTTPAddr+"/metrics", adminURL+"/metrics")
+	})
 	t.Run("dashboard", func(t *testing.T) { opsCheckDashboard(t, prom, repo) })
 	t.Run("rules", func(t *testing.T) {
 		opsCheckRules(t, prom, repo, alertNames, n1, n2, n3)
@@ -331,6 +334,32 @@ scrape_configs:
 			return a.Labels["alertname"] + "/" + a.Labels["instance"]
 		})
 	})
+}
+
+// opsLintMetrics passes each /metrics page through `promtool check metrics`
+// (Prometheus' naming and format conventions). The e2e latency quantiles
+// are gauges with a quantile label, which the linter reports; those two
+// findings are known and allowed, any other fails.
+func opsLintMetrics(t *testing.T, urls ...string) {
+	promtool := opsTool(t, "promtool", "prometheus")
+	known := []string{
+		`nsq_channel_e2e_processing_latency_seconds non-summary metrics should not have "quantile" label`,
+		`nsq_topic_e2e_processing_latency_seconds non-summary metrics should not have "quantile" label`,
+	}
+	for _, u := range urls {
+		status, body := nsqtest.HTTP(t, http.MethodGet, u, nil)
+		if status != http.StatusOK {
+			t.Fatalf("GET %s: %d", u, status)
+		}
+		cmd := exec.CommandContext(t.Context(), promtool, "check", "metrics")
+		cmd.Stdin = strings.NewReader(body)
+		out, _ := cmd.CombinedOutput() // exits 1 on findings; the findings are judged below
+		for line := range strings.Lines(string(out)) {
+			if line = strings.TrimSpace(line); line != "" && !slices.Contains(known, line) {
+				t.Errorf("promtool check metrics on %s: %s", u, line)
+			}
+		}
+	}
 }
 
 // opsCheckDashboard runs every PromQL expression of the Grafana dashboard
