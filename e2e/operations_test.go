@@ -137,8 +137,9 @@ func opsAlertExprs(t *testing.T, path string) []string {
 // A real Prometheus scrapes nsqlookupd, three nsqd and nsqadmin while known
 // counts are published and consumed: what it stores matches /stats, every
 // query of the Grafana dashboard returns series with the labels its legends
-// use, the alert rules evaluate and the expected ones fire, and every metric
-// and label set the rules and their unit tests use exists in the live data.
+// use, the alert rules evaluate and the expected ones fire, every metric
+// and label set the rules and their unit tests use exists in the live data,
+// and each daemon's /metrics passes promtool's linter.
 func TestOpsPrometheus(t *testing.T) {
 	prometheus := opsTool(t, "prometheus", "prometheus")
 	repo := opsRepo(t)
