@@ -100,7 +100,8 @@ bench-compare:
 # $(DIST)/nsq-<version>.<os>-<arch>.go<go version>.tar.gz holding
 # nsq-<version>.<os>-<arch>.go<go version>/bin/<every main of `make build`>,
 # each with a .sha256 file (`sha256sum -c` checks it). Static binaries
-# (CGO_ENABLED=0), no build paths (-trimpath), tar metadata fixed to the last
+# (CGO_ENABLED=0) without build paths or debug symbols (-trimpath, -s -w;
+# stack traces keep function names and lines), tar metadata fixed to the last
 # commit's time and root ownership, so the same commit gives the same archive.
 DIST           ?= dist
 DIST_PLATFORMS ?= linux/amd64 linux/arm64
@@ -118,7 +119,7 @@ dist:
 		stage=$$(mktemp -d); trap 'rm -rf "$$stage"' EXIT; \
 		mkdir -p $$stage/$$name/bin; \
 		echo "dist: $(DIST)/$$name.tar.gz"; \
-		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -o $$stage/$$name/bin/ $(MAIN_PATTERNS); \
+		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags="-s -w" -o $$stage/$$name/bin/ $(MAIN_PATTERNS); \
 		tar -C $$stage --sort=name --owner=0 --group=0 --numeric-owner --mtime=@$(SOURCE_DATE_EPOCH) \
 			-czf $(DIST)/$$name.tar.gz $$name; \
 		(cd $(DIST) && sha256sum $$name.tar.gz > $$name.tar.gz.sha256); \
