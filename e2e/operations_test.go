@@ -273,12 +273,14 @@ scrape_configs:
 		s := stats[n]
 		topic := s.Topic("orders")
 		want := map[string]float64{
-			`nsq_topic_messages_total{topic="orders"}`:      float64(topic.MessageCount),
-			`nsq_topic_depth{topic="orders"}`:               float64(topic.Depth),
-			`nsq_topic_backend_depth{topic="orders"}`:       float64(topic.BackendDepth),
-			`nsq_topic_message_bytes_total{topic="orders"}`: float64(topic.MessageBytes),
-			`nsq_topic_paused{topic="orders"}`:              0,
-			`nsq_health`:                                    1,
+			`nsq_topic_messages_total{topic="orders"}`:                float64(topic.MessageCount),
+			`nsq_topic_depth{topic="orders"}`:                         float64(topic.Depth),
+			`nsq_topic_backend_depth{topic="orders"}`:                 float64(topic.BackendDepth),
+			`nsq_topic_message_bytes_total{topic="orders"}`:           float64(topic.MessageBytes),
+			`nsq_topic_paused{topic="orders"}`:                        0,
+			`nsq_topic_backend_skipped_regions_total{topic="orders"}`: float64(topic.BackendSkippedRegions),
+			`nsq_topic_backend_skipped_bytes_total{topic="orders"}`:   float64(topic.BackendSkippedBytes),
+			`nsq_health`: 1,
 		}
 		for _, c := range topic.Channels {
 			l := fmt.Sprintf(`{channel=%q,topic="orders"}`, c.Name)
@@ -291,6 +293,8 @@ scrape_configs:
 			want["nsq_channel_timed_out_total"+l] = float64(c.TimeoutCount)
 			want["nsq_channel_clients"+l] = float64(c.ClientCount)
 			want["nsq_channel_paused"+l] = 0
+			want["nsq_channel_backend_skipped_regions_total"+l] = float64(c.BackendSkippedRegions)
+			want["nsq_channel_backend_skipped_bytes_total"+l] = float64(c.BackendSkippedBytes)
 		}
 		if len(s.HealthConditions) == 0 {
 			t.Errorf("/stats of %s has no health_conditions", n.HTTPAddr)
@@ -467,7 +471,7 @@ func opsCheckRules(t *testing.T, prom *opsPrometheus, repo string, alertNames []
 	// Alerts of these names must be exactly the ones above (the others
 	// depend on rates, sizes and time this test does not produce; the unit
 	// tests cover them).
-	exact := []string{"NSQChannelNoConsumer", "NSQDUnhealthy", "NSQDPublishesRefusedDiskLow", "NSQDDiskLow", "NSQDaemonDown", "NSQLookupdNoProducers", "NSQAdminUpstreamErrors"}
+	exact := []string{"NSQChannelNoConsumer", "NSQDUnhealthy", "NSQDiskQueueDataSkipped", "NSQDPublishesRefusedDiskLow", "NSQDDiskLow", "NSQDaemonDown", "NSQLookupdNoProducers", "NSQAdminUpstreamErrors"}
 	prom.waitAlerts(t, firing, exact, key)
 
 	// Every metric a rule uses exists.
