@@ -471,7 +471,7 @@ func opsCheckRules(t *testing.T, prom *opsPrometheus, repo string, alertNames []
 	// Alerts of these names must be exactly the ones above (the others
 	// depend on rates, sizes and time this test does not produce; the unit
 	// tests cover them).
-	exact := []string{"NSQChannelNoConsumer", "NSQDUnhealthy", "NSQDiskQueueDataSkipped", "NSQDPublishesRefusedDiskLow", "NSQDDiskLow", "NSQDaemonDown", "NSQLookupdNoProducers", "NSQAdminUpstreamErrors"}
+	exact := []string{"NSQChannelNoConsumer", "NSQDUnhealthy", "NSQDiskQueueDataSkipped", "NSQDDrainNotFinishing", "NSQDPublishesRefusedDiskLow", "NSQDDiskLow", "NSQDaemonDown", "NSQLookupdNoProducers", "NSQAdminUpstreamErrors"}
 	prom.waitAlerts(t, firing, exact, key)
 
 	// Every metric a rule uses exists.
