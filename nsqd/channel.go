@@ -62,6 +62,17 @@ type Channel struct {
 	inFlightCount atomic.Int64
 	deferredCount atomic.Int64
 	e2e           *latencyWindow // nil unless percentiles are configured
+
+	// Limits (limits.go, deadletter.go): overrides guarded by topic.mu;
+	// lim is nil unless something is limited.
+	overrides              Limits
+	lim                    atomic.Pointer[limits]
+	depthBytes             atomic.Int64
+	rejectedCount          atomic.Uint64
+	droppedCount           atomic.Uint64
+	expiredCount           atomic.Uint64
+	deadLetteredCount      atomic.Uint64
+	deadLetterDroppedCount atomic.Uint64
 }
 
 func newChannel(t *Topic, name string) (*Channel, error) {
@@ -93,6 +104,9 @@ var ErrExiting = errors.New("exiting")
 func (c *Channel) put(msgs []*Message) error {
 	accepted, err := c.enqueue(msgs)
 	c.messageCount.Add(uint64(accepted))
+	if l := c.lim.Load(); l != nil {
+		c.afterPut(l, 0) // enqueue counted the bytes
+	}
 	return err
 }
 
@@ -106,6 +120,9 @@ func (c *Channel) putBatch(b *pubBatch) error {
 		c.wakeWaitersLocked(n)
 		c.mu.Unlock()
 		c.messageCount.Add(uint64(n))
+		if l := c.lim.Load(); l != nil {
+			c.afterPut(l, batchBytes(b))
+		}
 		return nil
 	}
 	c.mu.Unlock()
@@ -155,6 +172,12 @@ func (c *Channel) enqueue(msgs []*Message) (int, error) {
 		c.wakeWaitersLocked(added)
 	}
 	c.mu.Unlock()
+	if c.lim.Load() != nil {
+		c.addBytes(bodyBytes(msgs))
+		if c.backend == nil {
+			c.addBytes(-bodyBytes(overflow)) // dropped below
+		}
+	}
 	if len(overflow) == 0 {
 		return len(msgs), nil
 	}
@@ -282,6 +305,9 @@ func (c *Channel) processDeferred(now int64) {
 		return
 	}
 	c.deferredCount.Add(-int64(len(due)))
+	if c.lim.Load() != nil {
+		c.addBytes(-bodyBytes(due)) // requeue counts them again
+	}
 	c.requeue(due)
 }
 
@@ -377,6 +403,7 @@ func (c *Channel) Empty() error {
 	c.mem.drain()
 	c.deferred = nil
 	c.deferredCount.Store(0)
+	c.depthBytes.Store(0)
 	clients := make([]*client, 0, len(c.clients))
 	for _, cl := range c.clients {
 		clients = append(clients, cl)

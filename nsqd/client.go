@@ -425,6 +425,11 @@ func (c *client) pump() {
 // dropped by the client's sample rate are discarded, as in NSQ.
 func (c *client) deliver(ch *Channel, msgs []*Message) error {
 	now := time.Now().UnixNano()
+	if l := ch.lim.Load(); l != nil {
+		if msgs = ch.beforeDeliver(l, msgs, now); len(msgs) == 0 {
+			return nil
+		}
+	}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -550,6 +555,9 @@ func (c *client) processTimeouts(now int64) {
 	if ch := c.channel.Load(); ch != nil {
 		ch.inFlightCount.Add(-int64(len(expired)))
 		ch.timeoutCount.Add(uint64(len(expired)))
+		if l := ch.lim.Load(); l != nil {
+			expired = ch.takeDeadLetters(l, expired)
+		}
 		ch.requeue(expired)
 	}
 	c.wakeUp()

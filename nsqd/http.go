@@ -89,6 +89,12 @@ func (n *NSQD) newHTTPHandler(tlsRequiredHTTPSPort int) http.Handler {
 	r.POST("/topic/pause", logged(httpapi.V1(log, s.topicPause((*Topic).Pause))))
 	r.POST("/topic/unpause", logged(httpapi.V1(log, s.topicPause((*Topic).Unpause))))
 
+	topicConfig, channelConfig := logged(httpapi.V1(log, s.topicConfig)), logged(httpapi.V1(log, s.channelConfig))
+	r.GET("/topic/config", topicConfig)
+	r.POST("/topic/config", topicConfig)
+	r.GET("/channel/config", channelConfig)
+	r.POST("/channel/config", channelConfig)
+
 	r.POST("/channel/create", logged(httpapi.V1(log, s.channelCreate)))
 	r.POST("/channel/delete", logged(httpapi.V1(log, s.channelDelete)))
 	r.POST("/channel/empty", logged(httpapi.V1(log, s.channelOp((*Channel).Empty, false))))
@@ -234,6 +240,9 @@ func (s *httpServer) getTopic(q httpapi.Query) (*Topic, error) {
 // full or read-only disk, --min-free-disk-bytes, a failed durable fsync),
 // where NSQ also answers 503 EXITING although nothing is exiting.
 func publishError(err error) error {
+	if _, ok := errors.AsType[*QueueFullError](err); ok {
+		return fmt.Errorf("%w: %w", errHTTPQueueFull, err)
+	}
 	if errors.Is(err, ErrDraining) {
 		return fmt.Errorf("%w: %w", errHTTPDraining, err)
 	}

@@ -25,11 +25,15 @@ type topicMetadata struct {
 	Name     string            `json:"name"`
 	Paused   bool              `json:"paused"`
 	Channels []channelMetadata `json:"channels"`
+	// Config holds the topic's limit overrides (not in NSQ, which ignores
+	// the field); absent when there are none.
+	Config *Limits `json:"config,omitempty"`
 }
 
 type channelMetadata struct {
-	Name   string `json:"name"`
-	Paused bool   `json:"paused"`
+	Name   string  `json:"name"`
+	Paused bool    `json:"paused"`
+	Config *Limits `json:"config,omitempty"` // as topicMetadata.Config
 }
 
 func (n *NSQD) metadataFile() string { return filepath.Join(n.dataPath(), "nsqd.dat") }
@@ -81,6 +85,12 @@ func (n *NSQD) loadMetadata() error {
 			if cm.Paused {
 				c.Pause()
 			}
+			if cm.Config != nil {
+				t.setOverrides(cm.Name, *cm.Config)
+			}
+		}
+		if tm.Config != nil {
+			t.setOverrides("", *tm.Config)
 		}
 		t.loadDeferred()
 	}
@@ -138,11 +148,12 @@ func (n *NSQD) writeMetadataLocked() error {
 			continue
 		}
 		tm := topicMetadata{Name: t.name, Paused: t.IsPaused()}
+		tm.Config = t.overridesOf(nil)
 		for _, c := range t.channelList() {
 			if c.ephemeral {
 				continue
 			}
-			tm.Channels = append(tm.Channels, channelMetadata{Name: c.name, Paused: c.IsPaused()})
+			tm.Channels = append(tm.Channels, channelMetadata{Name: c.name, Paused: c.IsPaused(), Config: t.overridesOf(c)})
 		}
 		m.Topics = append(m.Topics, tm)
 	}

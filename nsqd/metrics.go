@@ -94,6 +94,8 @@ func (m *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 		descChannelRequeued, descChannelTimedOut, descChannelClients, descChannelPaused, descChannelLatency,
 		descProducers, descHealth, descHealthCondition, descDataPathFree, descMinFreeDisk,
 		descTopicSkippedRegions, descTopicSkippedBytes, descChannelSkippedRegions, descChannelSkippedBytes,
+		descTopicRejected, descTopicDeadLetters, descChannelDepthBytes, descChannelMaxDepth, descChannelMaxBytes,
+		descChannelRejected, descChannelDropped, descChannelDeadLettered,
 	} {
 		ch <- d
 	}
@@ -117,6 +119,7 @@ func (m *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 		for _, p := range t.E2eProcessingLatency.Percentiles {
 			emit(descTopicLatency, gauge, p.Value/1e9, t.TopicName, quantileLabel(p.Quantile))
 		}
+		emitTopicLimits(emit, t)
 		for j := range t.Channels {
 			c := &t.Channels[j]
 			emit(descChannelDepth, gauge, float64(c.Depth), t.TopicName, c.ChannelName)
@@ -133,6 +136,7 @@ func (m *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 			for _, p := range c.E2eProcessingLatency.Percentiles {
 				emit(descChannelLatency, gauge, p.Value/1e9, t.TopicName, c.ChannelName, quantileLabel(p.Quantile))
 			}
+			emitChannelLimits(emit, t.TopicName, c)
 		}
 	}
 	producers := 0

@@ -567,6 +567,7 @@ func (n *NSQD) queueScanLoop(ctx context.Context) {
 			t.mu.RUnlock()
 			for _, c := range chans {
 				c.processDeferred(now)
+				c.sweepExpired(now)
 			}
 		}
 		for _, c := range n.clientList() {

@@ -61,6 +61,17 @@ type Options struct {
 	// journaled. Not in NSQ.
 	Durable bool `flag:"durable"`
 
+	// Bounded queues, TTL and dead letters (limits.go); 0 = unlimited or
+	// off, so the defaults are NSQ's. Topics and channels override them
+	// with /topic/config and /channel/config. Not in NSQ.
+	MaxTopicDepth   int64         `flag:"max-topic-depth"`
+	MaxTopicBytes   int64         `flag:"max-topic-bytes"`
+	MaxChannelDepth int64         `flag:"max-channel-depth"`
+	MaxChannelBytes int64         `flag:"max-channel-bytes"`
+	Overflow        string        `flag:"overflow"` // reject or drop-oldest
+	MsgTTL          time.Duration `flag:"msg-ttl"`
+	MaxAttempts     int64         `flag:"max-attempts"`
+
 	// Queue scanning. NSQ samples channels; we scan every client and channel
 	// with pending timers each QueueScanInterval, so only the interval is used.
 	QueueScanInterval       time.Duration
@@ -145,6 +156,7 @@ func NewOptions() *Options {
 		MaxBytesPerFile: 100 * 1024 * 1024,
 		SyncEvery:       2500,
 		SyncTimeout:     2 * time.Second,
+		Overflow:        OverflowReject,
 
 		QueueScanInterval:       100 * time.Millisecond,
 		QueueScanSelectionCount: 20,
@@ -211,6 +223,7 @@ func (o *Options) Validate() error {
 	if o.DrainTimeout < 0 {
 		errs = append(errs, errors.New("--drain-timeout must be >= 0"))
 	}
+	errs = append(errs, o.validateLimits()...)
 	if o.MaxMsgSize <= 0 || o.MaxBodySize <= 0 {
 		errs = append(errs, errors.New("--max-msg-size and --max-body-size must be > 0"))
 	}

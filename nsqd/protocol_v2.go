@@ -536,6 +536,9 @@ func (c *client) req(params [][]byte) ([]byte, error) {
 	}
 	c.requeueCount.Add(1)
 	ch.requeueCount.Add(1)
+	if l := ch.lim.Load(); l != nil && len(ch.takeDeadLetters(l, []*Message{m})) == 0 {
+		return nil, nil // dead-lettered
+	}
 	if timeout == 0 {
 		ch.requeue([]*Message{m})
 	} else {

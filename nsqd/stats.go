@@ -38,6 +38,7 @@ type TopicStats struct {
 	MessageBytes         uint64      `json:"message_bytes"`
 	Paused               bool        `json:"paused"`
 	E2eProcessingLatency Percentiles `json:"e2e_processing_latency"`
+	LimitStats
 }
 
 // ChannelStats describes one channel.
@@ -58,6 +59,7 @@ type ChannelStats struct {
 	Clients              []ClientStats `json:"clients"`
 	Paused               bool          `json:"paused"`
 	E2eProcessingLatency Percentiles   `json:"e2e_processing_latency"`
+	LimitStats
 }
 
 // BackendSkipped counts the damaged data the reader of a topic's or
@@ -194,6 +196,7 @@ func (t *Topic) stats(channel string, includeClients bool) TopicStats {
 		MessageBytes:         t.messageBytes.Load(),
 		Paused:               t.IsPaused(),
 		E2eProcessingLatency: Percentiles{},
+		LimitStats:           t.limitStats(),
 	}
 	var samples quantile.Samples
 	chans := t.channelList()
@@ -228,6 +231,7 @@ func (c *Channel) stats(includeClients bool) ChannelStats {
 		ClientCount:          len(clients),
 		Paused:               c.IsPaused(),
 		E2eProcessingLatency: Percentiles{},
+		LimitStats:           c.limitStats(),
 	}
 	if c.e2e != nil {
 		cs.E2eProcessingLatency = latencyPercentiles(c.e2e.quantiles, c.e2e.samples())

@@ -50,6 +50,15 @@ type Topic struct {
 
 	messageCount atomic.Uint64
 	messageBytes atomic.Uint64
+
+	// Limits (limits.go): overrides guarded by mu; guard and lim are nil
+	// unless something is limited.
+	overrides     Limits
+	guard         atomic.Pointer[topicGuard]
+	lim           atomic.Pointer[limits]
+	depthBytes    atomic.Int64
+	rejectedCount atomic.Uint64
+	deadLetters   deadLetterLog // origins of the dead letters published here
 }
 
 func newTopic(n *NSQD, name string) (*Topic, error) {
@@ -62,6 +71,7 @@ func newTopic(n *NSQD, name string) (*Topic, error) {
 		channels:  make(map[string]*Channel),
 		exit:      make(chan struct{}),
 	}
+	t.refreshLimitsLocked()
 	if !t.ephemeral {
 		if err := t.openStorage(); err != nil {
 			return nil, err
@@ -88,21 +98,35 @@ func (t *Topic) PublishMulti(bodies [][]byte) error {
 
 // publish puts the messages of one publish, as a pubBatch.
 func (t *Topic) publish(bodies [][]byte, deferred time.Duration) error {
+	return t.publishReserved(bodies, -1, deferred)
+}
+
+// publishReserved publishes with IDs from idStart (reserved by the caller),
+// or new ones when idStart < 0.
+func (t *Topic) publishReserved(bodies [][]byte, idStart int64, deferred time.Duration) error {
 	if t.nsqd.drain.active.Load() {
 		return ErrDraining
 	}
 	if !t.ephemeral && t.nsqd.diskLow.Load() {
 		return ErrDiskLow
 	}
-	b := &pubBatch{bodies: bodies, idStart: t.guid.reserve(len(bodies)), guid: t.guid}
+	var size uint64
+	for _, body := range bodies {
+		size += uint64(len(body))
+	}
+	if g := t.guard.Load(); g != nil {
+		if err := t.admit(g, len(bodies), int64(size)); err != nil {
+			return err
+		}
+	}
+	if idStart < 0 {
+		idStart = t.guid.reserve(len(bodies))
+	}
+	b := &pubBatch{bodies: bodies, idStart: idStart, guid: t.guid}
 	b.timestamp = time.Now().UnixNano()
 	var deliverAt int64
 	if deferred > 0 {
 		deliverAt = b.timestamp + int64(deferred)
-	}
-	var size uint64
-	for _, body := range bodies {
-		size += uint64(len(body))
 	}
 	if err := t.putBatch(b, deliverAt); err != nil {
 		return err
@@ -216,6 +240,9 @@ func (t *Topic) putBacklog(msgs []*Message) error {
 		}
 	}
 	t.backlogMu.Unlock()
+	if t.lim.Load() != nil {
+		t.depthBytes.Add(bodyBytes(msgs))
+	}
 	if len(overflow) == 0 || t.backend == nil {
 		return nil
 	}
@@ -248,6 +275,9 @@ func (t *Topic) drain() {
 		buf = append(buf, t.deferred...)
 		t.deferred = nil
 		t.backlogMu.Unlock()
+		if len(buf) > 0 && t.lim.Load() != nil {
+			t.addBytes(-bodyBytes(buf))
+		}
 		if len(buf) > 0 {
 			// Journaled messages leave the topic's journal once their
 			// channels have them durably.
@@ -272,6 +302,9 @@ func (t *Topic) drain() {
 		t.mu.RUnlock()
 
 		buf = t.nsqd.readBackend(t.backend, buf[:0], t.diskBatch(), t.log)
+		if len(buf) > 0 && t.lim.Load() != nil {
+			t.addBytes(-bodyBytes(buf))
+		}
 		if len(buf) > 0 {
 			if err := t.put(buf); err != nil {
 				// Durable mode: not committed, so a restart reads them again.
@@ -350,6 +383,7 @@ func (t *Topic) GetChannel(name string) (*Channel, error) {
 	}
 	t.channels[name] = c
 	t.chans = append(t.chans, c)
+	t.refreshLimitsLocked()
 	t.startDrainLocked()
 	t.mu.Unlock()
 
@@ -419,6 +453,7 @@ func (t *Topic) removeChannelLocked(c *Channel) {
 	}
 	clear(t.chans[i:])
 	t.chans = t.chans[:i]
+	t.refreshLimitsLocked()
 }
 
 func (t *Topic) finishChannelDelete(c *Channel) error {
@@ -475,6 +510,7 @@ func (t *Topic) Empty() error {
 	t.backlog.drain()
 	t.deferred = nil
 	t.backlogMu.Unlock()
+	t.depthBytes.Store(0)
 	err := t.journal.reset()
 	if t.backend != nil {
 		err = errors.Join(err, t.backend.Empty())

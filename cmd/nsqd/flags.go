@@ -52,6 +52,15 @@ func nsqdFlagSet(opts *nsqd.Options) *flag.FlagSet {
 	fs.Bool("durable", opts.Durable, "fsync every publish to a non-ephemeral topic before answering OK and journal in-flight and deferred messages, so nothing acknowledged is lost on a crash or power loss (not in NSQ)")
 	fs.Int64("min-free-disk-bytes", opts.MinFreeDiskBytes, "refuse publishes to non-ephemeral topics while the data path has less free space than this (0 = no limit; not in NSQ)")
 
+	// Bounded queues, TTL and dead letters (not in NSQ).
+	fs.Int64("max-topic-depth", opts.MaxTopicDepth, "most messages (queued and deferred) a topic may hold while it has no channel or is paused (0 = no limit; not in NSQ)")
+	fs.Int64("max-topic-bytes", opts.MaxTopicBytes, "most body bytes a topic may hold while it has no channel or is paused (0 = no limit; not in NSQ)")
+	fs.Int64("max-channel-depth", opts.MaxChannelDepth, "most messages (queued and deferred, not in flight) each channel may hold (0 = no limit; not in NSQ)")
+	fs.Int64("max-channel-bytes", opts.MaxChannelBytes, "most body bytes (queued and deferred) each channel may hold (0 = no limit; not in NSQ)")
+	fs.String("overflow", opts.Overflow, "what a full topic or channel does: reject (publishes fail with E_PUB_FAILED/HTTP 503) or drop-oldest (counted; channels only) (not in NSQ)")
+	fs.Duration("msg-ttl", opts.MsgTTL, "drop queued messages older than this instead of delivering them (0 = never; not in NSQ)")
+	fs.Int64("max-attempts", opts.MaxAttempts, "a delivery at this attempt that is requeued or times out goes to the channel's dead-letter topic (0 = off; not in NSQ)")
+
 	// Queue scanning.
 	fs.Int("queue-scan-selection-count", opts.QueueScanSelectionCount, "channels examined per scan cycle for in-flight and deferred timeouts")
 	fs.Int("queue-scan-worker-pool-max", opts.QueueScanWorkerPoolMax, "most workers processing in-flight and deferred timeouts at once")

@@ -1,0 +1,503 @@
+package nsqd
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nsqio/go-nsq"
+)
+
+// httpCall sends method path?query to n and returns the status and body.
+func httpCall(t testing.TB, n *NSQD, method, pathQuery string, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, "http://"+n.HTTPAddr().String()+pathQuery, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// setConfig POSTs /channel/config (channel != "") or /topic/config.
+func setConfig(t testing.TB, n *NSQD, topic, channel string, kv ...string) ConfigResponse {
+	t.Helper()
+	q := url.Values{"topic": {topic}}
+	path := "/topic/config"
+	if channel != "" {
+		q.Set("channel", channel)
+		path = "/channel/config"
+	}
+	for i := 0; i < len(kv); i += 2 {
+		q.Set(kv[i], kv[i+1])
+	}
+	status, body := httpCall(t, n, "POST", path+"?"+q.Encode(), "")
+	if status != 200 {
+		t.Fatalf("POST %s?%s: %d %s", path, q.Encode(), status, body)
+	}
+	var r ConfigResponse
+	if err := json.Unmarshal([]byte(body), &r); err != nil {
+		t.Fatalf("%s: %v", body, err)
+	}
+	return r
+}
+
+func limStats(t testing.TB, n *NSQD, topic, channel string) ChannelStats {
+	t.Helper()
+	st := n.Stats(topic, channel, false)
+	if len(st.Topics) != 1 || len(st.Topics[0].Channels) != 1 {
+		t.Fatalf("no stats for %s:%s", topic, channel)
+	}
+	return st.Topics[0].Channels[0]
+}
+
+func mustChannel(t testing.TB, n *NSQD, topic, channel string) *Channel {
+	t.Helper()
+	tp, err := n.GetTopic(topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := tp.GetChannel(channel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// Done-when 1: a channel with max_depth 100 takes 100 of 150 publishes
+// through go-nsq and answers the other 50 with NSQ's E_PUB_FAILED naming the
+// channel and its limit; an MPUB that would cross the limit enqueues
+// nothing; HTTP answers 503.
+func TestLimitsRejectGoNSQ(t *testing.T) {
+	n := startNSQD(t, testOptions(t))
+	mustChannel(t, n, "lim", "c")
+	r := setConfig(t, n, "lim", "c", "max_depth", "100")
+	if r.Effective.MaxDepth != 100 || r.Effective.Source["max_depth"] != "channel" || r.Effective.Overflow != OverflowReject {
+		t.Fatalf("effective = %+v", r.Effective)
+	}
+	p := newProducer(t, n)
+	var ok int
+	var errs []string
+	for i := range 150 {
+		if err := publishRetry(t, p, "lim", fmt.Appendf(nil, "m%d", i)); err != nil {
+			errs = append(errs, err.Error())
+		} else {
+			ok++
+		}
+	}
+	const want = "E_PUB_FAILED PUB failed channel lim:c is full (max_depth 100)"
+	if ok != 100 || len(errs) != 50 {
+		t.Fatalf("published %d, failed %d (%q), want 100 and 50", ok, len(errs), errs)
+	}
+	for _, e := range errs {
+		if e != want {
+			t.Fatalf("error %q, want %q", e, want)
+		}
+	}
+	cs := limStats(t, n, "lim", "c")
+	if cs.Depth != 100 || cs.RejectedCount != 50 || cs.Config == nil || cs.DepthBytes == 0 {
+		t.Errorf("stats depth=%d rejected=%d config=%v bytes=%d", cs.Depth, cs.RejectedCount, cs.Config, cs.DepthBytes)
+	}
+
+	// MPUB: all or nothing.
+	mustChannel(t, n, "lim2", "c")
+	setConfig(t, n, "lim2", "c", "max_depth", "100")
+	batch := func(k int) [][]byte {
+		var b [][]byte
+		for i := range k {
+			b = append(b, fmt.Appendf(nil, "b%d", i))
+		}
+		return b
+	}
+	p = newProducer(t, n)
+	if err := p.MultiPublish("lim2", batch(95)); err != nil {
+		t.Fatal(err)
+	}
+	err := p.MultiPublish("lim2", batch(10))
+	if err == nil || err.Error() != "E_MPUB_FAILED MPUB failed channel lim2:c is full (max_depth 100)" {
+		t.Fatalf("MPUB over the limit: %v", err)
+	}
+	if d := limStats(t, n, "lim2", "c").Depth; d != 95 {
+		t.Fatalf("depth after refused MPUB = %d, want 95", d)
+	}
+	p = newProducer(t, n)
+	if err := p.DeferredPublish("lim2", time.Minute, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.MultiPublish("lim2", batch(4)); err != nil { // 95 + 1 deferred + 4
+		t.Fatal(err)
+	}
+	err = p.DeferredPublish("lim2", time.Minute, []byte("y"))
+	if err == nil || err.Error() != "E_DPUB_FAILED DPUB failed channel lim2:c is full (max_depth 100)" {
+		t.Fatalf("DPUB over the limit: %v", err)
+	}
+
+	// HTTP: 503.
+	status, body := httpCall(t, n, "POST", "/pub?topic=lim", "x")
+	if status != http.StatusServiceUnavailable || !strings.Contains(body, "QUEUE_FULL") {
+		t.Fatalf("POST /pub on a full channel: %d %s", status, body)
+	}
+	status, _ = httpCall(t, n, "POST", "/mpub?topic=lim2", "a\nb\n")
+	if status != http.StatusServiceUnavailable {
+		t.Fatalf("POST /mpub on a full channel: %d", status)
+	}
+	// An ephemeral channel does not hold publishes back.
+	p = newProducer(t, n)
+	mustChannel(t, n, "lim3", "e#ephemeral")
+	setConfig(t, n, "lim3", "e#ephemeral", "max_depth", "1")
+	if err := p.MultiPublish("lim3", batch(5)); err != nil {
+		t.Fatalf("MPUB to a topic with a full ephemeral channel: %v", err)
+	}
+}
+
+// A topic with no channel bounds its own buffer.
+func TestLimitsRejectTopicBuffer(t *testing.T) {
+	o := testOptions(t)
+	o.MaxTopicBytes = 10
+	n := startNSQD(t, o)
+	p := newProducer(t, n)
+	if err := p.Publish("tb", []byte("0123456789")); err != nil {
+		t.Fatal(err)
+	}
+	err := p.Publish("tb", []byte("x"))
+	if err == nil || err.Error() != "E_PUB_FAILED PUB failed topic tb is full (max_bytes 10)" {
+		t.Fatalf("publish over --max-topic-bytes: %v", err)
+	}
+}
+
+// publishRetry publishes through go-nsq, publishing again when the producer
+// was not connected: E_PUB_FAILED is fatal, as in NSQ, so go-nsq's next
+// publish may find the connection closing (ErrNotConnected, nothing sent)
+// before it reconnects.
+func publishRetry(t testing.TB, p *nsq.Producer, topic string, body []byte) error {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := p.Publish(topic, body)
+		if !errors.Is(err, nsq.ErrNotConnected) || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+type orderedCollector struct {
+	mu     sync.Mutex
+	bodies []string
+}
+
+func (h *orderedCollector) HandleMessage(m *nsq.Message) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.bodies = append(h.bodies, string(m.Body))
+	return nil
+}
+
+func (h *orderedCollector) get() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.bodies)
+}
+
+// Done-when 2: drop-oldest keeps the newest 100 of 150 and counts 50.
+func TestLimitsDropOldest(t *testing.T) {
+	n := startNSQD(t, testOptions(t))
+	mustChannel(t, n, "drop", "c")
+	setConfig(t, n, "drop", "c", "max_depth", "100", "overflow", "drop-oldest")
+	p := newProducer(t, n)
+	for i := 1; i <= 150; i++ {
+		if err := p.Publish("drop", []byte(strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cs := limStats(t, n, "drop", "c")
+	if cs.Depth != 100 || cs.DroppedCount != 50 {
+		t.Fatalf("depth=%d dropped=%d, want 100 and 50", cs.Depth, cs.DroppedCount)
+	}
+	_, metrics := httpCall(t, n, "GET", "/metrics", "")
+	for _, want := range []string{
+		`nsq_channel_dropped_total{channel="c",reason="maxlen",topic="drop"} 50`,
+		`nsq_channel_max_depth{channel="c",topic="drop"} 100`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	var h orderedCollector
+	newConsumer(t, n, "drop", "c", &h, func(c *nsq.Config) { c.MaxInFlight = 1 })
+	eventually(t, 5*time.Second, func() bool { return len(h.get()) >= 100 }, "got %d", len(h.get()))
+	var want []string
+	for i := 51; i <= 150; i++ {
+		want = append(want, strconv.Itoa(i))
+	}
+	if got := h.get(); !slices.Equal(got, want) {
+		t.Fatalf("consumer got %v, want 51..150", got)
+	}
+}
+
+type failingHandler struct {
+	mu       sync.Mutex
+	attempts []uint16
+	hang     chan struct{} // non-nil: hang until closed (the message times out)
+}
+
+func (h *failingHandler) HandleMessage(m *nsq.Message) error {
+	h.mu.Lock()
+	h.attempts = append(h.attempts, m.Attempts)
+	h.mu.Unlock()
+	if h.hang != nil {
+		<-h.hang
+		return nil
+	}
+	return errors.New("always fails")
+}
+
+func (h *failingHandler) get() []uint16 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.attempts)
+}
+
+// Done-when 4: server max attempts 3 with go-nsq's MaxAttempts 5: the
+// handler sees attempts 1, 2, 3 and the dead-letter topic gets the body once
+// with its origin; by REQ and by timeout.
+func TestDeadLetterMaxAttempts(t *testing.T) {
+	for _, mode := range []string{"req", "timeout"} {
+		t.Run(mode, func(t *testing.T) {
+			o := testOptions(t)
+			o.MaxAttempts = 3
+			o.MsgTimeout = 300 * time.Millisecond
+			n := startNSQD(t, o)
+			p := newProducer(t, n)
+			if err := p.Publish("dl", []byte("poison")); err != nil {
+				t.Fatal(err)
+			}
+			h := &failingHandler{}
+			var dlq orderedCollector
+			newConsumer(t, n, "dl.c.dlq", "x", &dlq, nil)
+			cfg := nsq.NewConfig()
+			cfg.MaxAttempts = 5
+			cfg.MaxInFlight = 1
+			cfg.DefaultRequeueDelay = 0
+			cfg.MaxBackoffDuration = 0
+			c, err := nsq.NewConsumer("dl", "c", cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.SetLogger(nil, nsq.LogLevelError)
+			if mode == "timeout" {
+				// Handlers that never return: each delivery times out
+				// and the next one goes to another handler goroutine.
+				h.hang = make(chan struct{})
+				c.AddConcurrentHandlers(h, 4)
+			} else {
+				c.AddHandler(h)
+			}
+			if err := c.ConnectToNSQD(n.TCPAddr().String()); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				if h.hang != nil {
+					close(h.hang)
+				}
+				c.Stop()
+			})
+			deadline := time.Now().Add(10 * time.Second)
+			for len(dlq.get()) != 1 {
+				if time.Now().After(deadline) {
+					t.Fatalf("dead letters %v, attempts %v, stats %+v", dlq.get(), h.get(), n.Stats("dl", "", true).Topics)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if got := dlq.get(); got[0] != "poison" {
+				t.Fatalf("dead letter body %q", got[0])
+			}
+			// Nothing more comes: the channel no longer has the message.
+			time.Sleep(3 * o.MsgTimeout)
+			if got := h.get(); !slices.Equal(got, []uint16{1, 2, 3}) {
+				t.Fatalf("handler saw attempts %v, want [1 2 3]", got)
+			}
+			if got := dlq.get(); len(got) != 1 {
+				t.Fatalf("dead letters %v, want one", got)
+			}
+			cs := limStats(t, n, "dl", "c")
+			if cs.DeadLetteredCount != 1 || cs.Depth != 0 || cs.InFlightCount != 0 || cs.DeferredCount != 0 {
+				t.Fatalf("channel stats %+v", cs)
+			}
+			status, body := httpCall(t, n, "GET", "/topic/config?topic=dl.c.dlq", "")
+			var r ConfigResponse
+			if status != 200 || json.Unmarshal([]byte(body), &r) != nil || len(r.DeadLetters) != 1 {
+				t.Fatalf("GET /topic/config: %d %s", status, body)
+			}
+			if o := r.DeadLetters[0]; o.SourceTopic != "dl" || o.SourceChannel != "c" || o.Attempts != 3 || o.Reason != "max_attempts" || len(o.OriginalID) != 16 {
+				t.Fatalf("origin %+v", o)
+			}
+		})
+	}
+}
+
+// The opt-in envelope carries the origin in-band.
+func TestDeadLetterEnvelope(t *testing.T) {
+	n := startNSQD(t, testOptions(t))
+	mustChannel(t, n, "env", "c")
+	setConfig(t, n, "env", "c", "max_attempts", "1", "dead_letter_topic", "env-dead", "dead_letter_envelope", "true")
+	p := newProducer(t, n)
+	if err := p.Publish("env", []byte("body")); err != nil {
+		t.Fatal(err)
+	}
+	var dlq orderedCollector
+	newConsumer(t, n, "env-dead", "x", &dlq, nil)
+	newConsumer(t, n, "env", "c", &failingHandler{}, func(c *nsq.Config) { c.DefaultRequeueDelay = 0; c.MaxBackoffDuration = 0 })
+	eventually(t, 5*time.Second, func() bool { return len(dlq.get()) == 1 }, "dead letters %v", dlq.get())
+	var env deadLetterEnvelope
+	if err := json.Unmarshal([]byte(dlq.get()[0]), &env); err != nil {
+		t.Fatal(err)
+	}
+	if string(env.Body) != "body" || env.Origin.SourceTopic != "env" || env.Origin.Attempts != 1 {
+		t.Fatalf("envelope %+v", env)
+	}
+}
+
+// Done-when 3: messages older than the TTL are never delivered, are
+// counted, and are dead-lettered when asked.
+func TestLimitsTTL(t *testing.T) {
+	n := startNSQD(t, testOptions(t))
+	mustChannel(t, n, "ttl", "drop")
+	mustChannel(t, n, "ttl", "dead")
+	setConfig(t, n, "ttl", "", "msg_ttl", "200ms")
+	setConfig(t, n, "ttl", "dead", "dead_letter_expired", "true")
+	p := newProducer(t, n)
+	for i := range 10 {
+		if err := p.Publish("ttl", fmt.Appendf(nil, "old%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The scan loop's sweep expires the unconsumed heads.
+	eventually(t, 5*time.Second, func() bool {
+		return limStats(t, n, "ttl", "drop").ExpiredCount == 10 && limStats(t, n, "ttl", "dead").ExpiredCount == 10
+	}, "expired %+v", limStats(t, n, "ttl", "drop"))
+	if err := p.Publish("ttl", []byte("fresh")); err != nil {
+		t.Fatal(err)
+	}
+	var a, b, dlq orderedCollector
+	newConsumer(t, n, "ttl", "drop", &a, nil)
+	newConsumer(t, n, "ttl", "dead", &b, nil)
+	newConsumer(t, n, "ttl.dead.dlq", "x", &dlq, nil)
+	eventually(t, 5*time.Second, func() bool { return len(a.get()) == 1 && len(b.get()) == 1 && len(dlq.get()) == 10 }, "a=%v b=%v dlq=%d", a.get(), b.get(), len(dlq.get()))
+	if a.get()[0] != "fresh" || b.get()[0] != "fresh" {
+		t.Fatalf("delivered %v %v, want only the fresh message", a.get(), b.get())
+	}
+	if cs := limStats(t, n, "ttl", "dead"); cs.DeadLetteredCount != 10 {
+		t.Fatalf("dead_lettered_count = %d", cs.DeadLetteredCount)
+	}
+}
+
+// Item 7 and done-when 5 (the part without NSQ's binary): overrides survive a
+// restart, and nsqd.dat with them decodes in NSQ 1.3's metadata shape.
+func TestLimitsPersist(t *testing.T) {
+	o := testOptions(t)
+	n, stop := runNSQD(t, o)
+	mustChannel(t, n, "per", "c")
+	setConfig(t, n, "per", "", "overflow", "drop-oldest", "msg_ttl", "60000")
+	setConfig(t, n, "per", "c", "max_depth", "7", "max_attempts", "4")
+	data, err := os.ReadFile(filepath.Join(o.DataPath, "nsqd.dat"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// NSQ 1.3's nsqd.dat types (nsqd/meta.go there): unknown fields ignored.
+	var nsq13 struct {
+		Topics []struct {
+			Name     string `json:"name"`
+			Paused   bool   `json:"paused"`
+			Channels []struct {
+				Name   string `json:"name"`
+				Paused bool   `json:"paused"`
+			} `json:"channels"`
+		} `json:"topics"`
+		Version string `json:"version"`
+	}
+	if err := json.Unmarshal(data, &nsq13); err != nil {
+		t.Fatalf("NSQ 1.3 shape: %v in %s", err, data)
+	}
+	if len(nsq13.Topics) != 1 || nsq13.Topics[0].Name != "per" || len(nsq13.Topics[0].Channels) != 1 || nsq13.Topics[0].Channels[0].Name != "c" {
+		t.Fatalf("NSQ 1.3 sees %+v", nsq13)
+	}
+
+	o2 := testOptions(t)
+	o2.DataPath = o.DataPath
+	stop()
+	n2 := startNSQD(t, o2)
+	status, body := httpCall(t, n2, "GET", "/channel/config?topic=per&channel=c", "")
+	var r ConfigResponse
+	if status != 200 || json.Unmarshal([]byte(body), &r) != nil {
+		t.Fatalf("GET /channel/config: %d %s", status, body)
+	}
+	e := r.Effective
+	if e.MaxDepth != 7 || e.MaxAttempts != 4 || e.Overflow != OverflowDropOldest || e.MsgTTLMs != 60000 ||
+		e.Source["max_depth"] != "channel" || e.Source["overflow"] != "topic" || e.Source["max_bytes"] != "default" || e.DeadLetterTopic != "per.c.dlq" {
+		t.Fatalf("after restart: %s", body)
+	}
+}
+
+// A default nsqd writes NSQ's nsqd.dat: no config fields.
+func TestLimitsDefaultMetadataUnchanged(t *testing.T) {
+	o := testOptions(t)
+	n := startNSQD(t, o)
+	mustChannel(t, n, "plain", "c")
+	if err := n.PersistMetadata(); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(filepath.Join(o.DataPath, "nsqd.dat"))
+	if strings.Contains(string(data), "config") {
+		t.Fatalf("nsqd.dat = %s", data)
+	}
+	if c := mustChannel(t, n, "plain", "c"); c.lim.Load() != nil {
+		t.Fatal("a default channel has limits")
+	}
+	if tp, _ := n.GetTopic("plain"); tp.guard.Load() != nil || tp.lim.Load() != nil {
+		t.Fatal("a default topic has limits")
+	}
+}
+
+func TestConfigHTTPErrors(t *testing.T) {
+	n := startNSQD(t, testOptions(t))
+	mustChannel(t, n, "h", "c")
+	for _, tc := range []struct {
+		path   string
+		status int
+	}{
+		{"/channel/config?topic=h&channel=c&max_depth=-1", 400},
+		{"/channel/config?topic=h&channel=c&max_depth=x", 400},
+		{"/channel/config?topic=h&channel=c&overflow=never", 400},
+		{"/channel/config?topic=h&channel=c&dead_letter_topic=bad!name", 400},
+		{"/channel/config?topic=h&channel=nope&max_depth=1", 404},
+		{"/topic/config?topic=nope&max_depth=1", 404},
+		{"/topic/config?max_depth=1", 400},
+	} {
+		if status, body := httpCall(t, n, "POST", tc.path, ""); status != tc.status {
+			t.Errorf("POST %s = %d %s, want %d", tc.path, status, body, tc.status)
+		}
+	}
+	// An empty value goes back to inheriting.
+	setConfig(t, n, "h", "c", "max_depth", "5")
+	r := setConfig(t, n, "h", "c", "max_depth", "")
+	if r.Overrides.MaxDepth != nil || r.Effective.Source["max_depth"] != "default" {
+		t.Fatalf("after clearing: %+v", r)
+	}
+}
