@@ -92,6 +92,7 @@ func (n *NSQD) newHTTPHandler(tlsRequiredHTTPSPort int) http.Handler {
 	topicConfig, channelConfig := logged(httpapi.V1(log, s.topicConfig)), logged(httpapi.V1(log, s.channelConfig))
 	r.GET("/topic/config", topicConfig)
 	r.POST("/topic/config", topicConfig)
+	r.POST("/topic/redrive", logged(httpapi.V1(log, s.topicRedrive)))
 	r.GET("/channel/config", channelConfig)
 	r.POST("/channel/config", channelConfig)
 

@@ -424,20 +424,10 @@ func (c *Channel) dropOldest(l *limits) {
 		if excess <= 0 {
 			return
 		}
-		k := int(min(excess, maxDeliverBatch))
-		var msgs []*Message
-		if c.backendDepth() > 0 {
-			msgs = c.readDisk(nil, k)
-		}
-		if len(msgs) == 0 {
-			c.mu.Lock()
-			msgs = c.mem.popN(nil, k)
-			c.mu.Unlock()
-		}
+		msgs := c.popHead(int(min(excess, maxDeliverBatch)))
 		if len(msgs) == 0 {
 			return // what is left is deferred
 		}
-		c.addBytes(-bodyBytes(msgs))
 		c.droppedCount.Add(uint64(len(msgs)))
 		for _, m := range msgs {
 			c.finished(m)

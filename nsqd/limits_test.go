@@ -278,9 +278,10 @@ func (h *failingHandler) get() []uint16 {
 // handler sees attempts 1, 2, 3 and the dead-letter topic gets the body once
 // with its origin; by REQ and by timeout.
 func TestDeadLetterMaxAttempts(t *testing.T) {
-	for _, mode := range []string{"req", "timeout"} {
+	for _, mode := range []string{"req", "timeout", "req-durable"} {
 		t.Run(mode, func(t *testing.T) {
 			o := testOptions(t)
+			o.Durable = mode == "req-durable"
 			o.MaxAttempts = 3
 			o.MsgTimeout = 300 * time.Millisecond
 			n := startNSQD(t, o)
@@ -499,5 +500,49 @@ func TestConfigHTTPErrors(t *testing.T) {
 	r := setConfig(t, n, "h", "c", "max_depth", "")
 	if r.Overrides.MaxDepth != nil || r.Effective.Source["max_depth"] != "default" {
 		t.Fatalf("after clearing: %+v", r)
+	}
+}
+
+func TestRedrive(t *testing.T) {
+	n := startNSQD(t, testOptions(t))
+	p := newProducer(t, n)
+	env, _ := json.Marshal(deadLetterEnvelope{Origin: DeadLetterOrigin{SourceTopic: "rd"}, Body: []byte("wrapped")})
+	if err := p.MultiPublish("rd.c.dlq", [][]byte{[]byte("a"), []byte("b"), env, []byte("d"), []byte("e")}); err != nil {
+		t.Fatal(err)
+	}
+	redrive := func(query string) int {
+		t.Helper()
+		status, body := httpCall(t, n, "POST", "/topic/redrive?"+query, "")
+		var r RedriveResponse
+		if status != 200 || json.Unmarshal([]byte(body), &r) != nil {
+			t.Fatalf("POST /topic/redrive?%s: %d %s", query, status, body)
+		}
+		return r.Redriven
+	}
+	if got := redrive("topic=rd.c.dlq&to_topic=rd&max=2"); got != 2 {
+		t.Fatalf("redriven %d, want 2", got)
+	}
+	var h orderedCollector
+	newConsumer(t, n, "rd", "c", &h, func(c *nsq.Config) { c.MaxInFlight = 1 })
+	if got := redrive("topic=rd.c.dlq&to_topic=rd"); got != 3 {
+		t.Fatalf("redriven %d, want 3", got)
+	}
+	eventually(t, 5*time.Second, func() bool { return len(h.get()) == 5 }, "got %v", h.get())
+	if got := h.get(); !slices.Equal(got, []string{"a", "b", "wrapped", "d", "e"}) {
+		t.Fatalf("redriven bodies %q", got)
+	}
+	if status, _ := httpCall(t, n, "POST", "/topic/redrive?topic=rd.c.dlq", ""); status != 400 {
+		t.Fatalf("redrive without to_topic: %d", status)
+	}
+	// From a channel of the dead-letter topic.
+	mustChannel(t, n, "rd2.c.dlq", "x")
+	if err := p.MultiPublish("rd2.c.dlq", [][]byte{[]byte("1"), []byte("2")}); err != nil {
+		t.Fatal(err)
+	}
+	if got := redrive("topic=rd2.c.dlq&channel=x&to_topic=rd2"); got != 2 {
+		t.Fatalf("redriven from channel %d, want 2", got)
+	}
+	if d := limStats(t, n, "rd2.c.dlq", "x").Depth; d != 0 {
+		t.Fatalf("dead-letter channel depth %d after redrive", d)
 	}
 }

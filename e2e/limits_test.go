@@ -1,0 +1,166 @@
+package e2e
+
+// Bounded queues and dead letters (issue 14), seen from the outside: the
+// built nsqd with --durable and --max-attempts, SIGKILLed between two
+// attempts of a message that always fails.
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nsqclone/nsq/internal/nsqtest"
+)
+
+// Done-when 4 (durable part): a SIGKILL between attempts keeps the attempt
+// count and loses no dead letter; 5: the limits set over HTTP survive the
+// restart.
+func TestLimitsDurableKillKeepsAttemptsAndDeadLetter(t *testing.T) {
+	if testing.Short() {
+		t.Skip("e2e")
+	}
+	dir := t.TempDir()
+	args := []string{"--durable", "--max-attempts=3", "--data-path=" + dir}
+	n := nsqtest.StartNSQD(t, args...)
+	for _, path := range []string{
+		"/topic/create?topic=dk",
+		"/channel/create?topic=dk&channel=c",
+		"/channel/config?topic=dk&channel=c&max_depth=10",
+	} {
+		if status, body := nsqtest.HTTP(t, http.MethodPost, n.URL(path), nil); status != 200 {
+			t.Fatalf("POST %s: %d %s", path, status, body)
+		}
+	}
+	p := nsqtest.DialV2(t, n.TCPAddr)
+	p.Command("PUB dk", []byte("poison"))
+	p.Expect(nsqtest.FrameTypeResponse, "OK")
+
+	c := nsqtest.DialV2(t, n.TCPAddr)
+	c.Command("SUB dk c")
+	c.Expect(nsqtest.FrameTypeResponse, "OK")
+	c.Command("RDY 1")
+	for want := uint16(1); want <= 2; want++ {
+		m := c.ExpectMessage()
+		if m.Attempts != want || string(m.Body) != "poison" {
+			t.Fatalf("delivery %d: attempts %d body %q", want, m.Attempts, m.Body)
+		}
+		c.Command(fmt.Sprintf("REQ %s 10", m.ID)) // journaled with its attempts
+	}
+	// The third delivery is in flight when nsqd is killed.
+	if m := c.ExpectMessage(); m.Attempts != 3 {
+		t.Fatalf("third delivery: attempts %d", m.Attempts)
+	}
+	n.Kill()
+
+	n = nsqtest.StartNSQD(t, args...)
+	status, body := nsqtest.HTTP(t, http.MethodGet, n.URL("/channel/config?topic=dk&channel=c"), nil)
+	if status != 200 || !strings.Contains(body, `"max_depth":10`) {
+		t.Fatalf("GET /channel/config after the restart: %d %s", status, body)
+	}
+	c = nsqtest.DialV2(t, n.TCPAddr)
+	c.Command("SUB dk c")
+	c.Expect(nsqtest.FrameTypeResponse, "OK")
+	c.Command("RDY 1")
+	// The count journaled before the kill is kept (the delivery in flight
+	// at the kill is not counted): this is attempt 3, at the limit, so its
+	// REQ dead-letters the message.
+	m := c.ExpectMessage()
+	if m.Attempts != 3 {
+		t.Fatalf("after the restart: attempts %d, want 3", m.Attempts)
+	}
+	c.Command(fmt.Sprintf("REQ %s 0", m.ID))
+
+	d := nsqtest.DialV2(t, n.TCPAddr)
+	d.Command("SUB dk.c.dlq x")
+	d.Expect(nsqtest.FrameTypeResponse, "OK")
+	d.Command("RDY 10")
+	dm := d.ExpectMessage()
+	if string(dm.Body) != "poison" || dm.Attempts != 1 {
+		t.Fatalf("dead letter %q attempts %d", dm.Body, dm.Attempts)
+	}
+	d.Command("FIN " + dm.ID)
+	nsqtest.Eventually(t, 5*time.Second, func() bool {
+		cs := n.Channel(t, "dk", "c")
+		return cs != nil && cs.Depth == 0 && cs.InFlightCount == 0 && cs.DeferredCount == 0
+	}, "source channel empty")
+	if !strings.Contains(statsBody(t, n), `"dead_lettered_count":1`) {
+		t.Fatalf("/stats lacks dead_lettered_count 1: %s", statsBody(t, n))
+	}
+}
+
+func statsBody(t *testing.T, n *nsqtest.NSQD) string {
+	t.Helper()
+	_, body := nsqtest.HTTP(t, http.MethodGet, n.URL("/stats?format=json&topic=dk"), nil)
+	return body
+}
+
+var (
+	baselineOnce sync.Once
+	baselineErr  error
+)
+
+// buildBaseline builds NSQ 1.3.0's nsqd (bench/compare/cmd/baseline-nsqd,
+// from the Go module cache or proxy) beside the other binaries, once.
+func buildBaseline(t *testing.T) {
+	t.Helper()
+	dir := filepath.Dir(nsqtest.Binary(t, "nsqd"))
+	baselineOnce.Do(func() {
+		cmd := exec.Command("go", "build", "-C", "../bench/compare", "-o", filepath.Join(dir, "baseline-nsqd"), "./cmd/baseline-nsqd")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			baselineErr = fmt.Errorf("%v: %s", err, out)
+		}
+	})
+	if baselineErr != nil {
+		t.Skipf("SKIP: cannot build NSQ 1.3.0's nsqd (bench/compare/cmd/baseline-nsqd): %v", baselineErr)
+	}
+}
+
+// Done-when 5: NSQ 1.3's own nsqd starts on a data directory whose nsqd.dat
+// has our limit overrides, and serves the topic, channel and messages.
+func TestLimitsNSQ13StartsOnDataDir(t *testing.T) {
+	buildBaseline(t)
+	dir := t.TempDir()
+	n := nsqtest.StartNSQD(t, "--data-path="+dir)
+	for _, path := range []string{
+		"/topic/create?topic=lt",
+		"/channel/create?topic=lt&channel=c",
+		"/channel/config?topic=lt&channel=c&max_depth=5&max_attempts=2",
+		"/topic/config?topic=lt&msg_ttl=1h",
+	} {
+		if status, body := nsqtest.HTTP(t, http.MethodPost, n.URL(path), nil); status != 200 {
+			t.Fatalf("POST %s: %d %s", path, status, body)
+		}
+	}
+	for i := range 3 {
+		if status, body := nsqtest.HTTP(t, http.MethodPost, n.URL("/pub?topic=lt"), fmt.Appendf(nil, "m%d", i)); status != 200 {
+			t.Fatalf("POST /pub: %d %s", status, body)
+		}
+	}
+	if code := n.Stop(syscall.SIGTERM); code != 0 {
+		t.Fatalf("nsqd exited %d", code)
+	}
+	dat, err := os.ReadFile(filepath.Join(dir, "nsqd.dat"))
+	if err != nil || !strings.Contains(string(dat), `"config":{"max_depth":5,"max_attempts":2}`) {
+		t.Fatalf("nsqd.dat = %s (%v)", dat, err)
+	}
+
+	httpAddr := nsqtest.FreeAddr(t)
+	b := nsqtest.Start(t, "", "baseline-nsqd", "--data-path="+dir, "--tcp-address="+nsqtest.FreeAddr(t), "--http-address="+httpAddr)
+	nsqtest.WaitPing(t, b, httpAddr)
+	base := &nsqtest.NSQD{Process: b, HTTPAddr: httpAddr, DataPath: dir}
+	cs := base.Channel(t, "lt", "c")
+	if cs == nil || cs.Depth != 3 {
+		t.Fatalf("NSQ 1.3 on our data directory: channel lt/c = %+v", cs)
+	}
+	if code := b.Stop(syscall.SIGTERM); code != 0 {
+		t.Fatalf("baseline-nsqd exited %d:\n%s", code, b.Output())
+	}
+}
