@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+
 	"github.com/nsqclone/nsq/internal/nsqtest"
 )
 
@@ -163,4 +165,60 @@ func TestLimitsNSQ13StartsOnDataDir(t *testing.T) {
 	if code := b.Stop(syscall.SIGTERM); code != 0 {
 		t.Fatalf("baseline-nsqd exited %d:\n%s", code, b.Output())
 	}
+}
+
+// Done-when 6: the nsqadmin Limits form sets a channel's limit on both
+// nsqds holding the topic and the bar shows depth against it; the channel
+// page links its dead-letter topic; Redrive on the dead-letter topic moves
+// its messages back.
+func TestAdminBrowserLimits(t *testing.T) {
+	nsqtest.Binary(t, "nsqadmin")
+	var nodes []*nsqtest.NSQD
+	for range 2 {
+		n := adminStartNSQD(t)
+		for _, path := range []string{"/topic/create?topic=lim", "/channel/create?topic=lim&channel=c"} {
+			nsqtest.HTTP(t, http.MethodPost, n.URL(path), nil)
+		}
+		for i := range 3 {
+			nsqtest.HTTP(t, http.MethodPost, n.URL("/pub?topic=lim"), fmt.Appendf(nil, "m%d", i))
+		}
+		nodes = append(nodes, n)
+	}
+	base := adminStart(t, "", "--nsqd-http-address="+nodes[0].HTTPAddr, "--nsqd-http-address="+nodes[1].HTTPAddr)
+
+	b := newBrowser(t)
+	b.run("open channel", chromedp.Navigate(base+"/topics/lim/c"), chromedp.WaitVisible(chromedp.CSS(`#limits-form`)))
+	b.waitText("Channel message queue")
+	b.run("fill the Limits form",
+		chromedp.SendKeys(chromedp.CSS(`#limits-form input[name="max_depth"]`), "50"),
+		chromedp.SendKeys(chromedp.CSS(`#limits-form input[name="max_attempts"]`), "3"),
+		chromedp.Click(chromedp.CSS(`#limits-save`)),
+		chromedp.WaitVisible(chromedp.CSS(`#modal-confirm`)))
+	b.waitText("Set channel limits?")
+	b.run("confirm", chromedp.Click(chromedp.CSS(`#modal-confirm`)))
+	for _, n := range nodes {
+		nsqtest.Eventually(t, adminTimeout, func() bool {
+			_, body := nsqtest.HTTP(t, http.MethodGet, n.URL("/channel/config?topic=lim&channel=c"), nil)
+			return strings.Contains(body, `"overrides":{"max_depth":50,"max_attempts":3}`)
+		}, "the limit set on "+n.HTTPAddr)
+	}
+	// Each node's bar shows 3 of 50, the total 6 of 100.
+	b.poll("node bars", `document.querySelectorAll('.limit-bar[data-max="50"][data-depth="3"]').length === 2`)
+	b.poll("total bar", `!!document.querySelector('.limit-bar[data-max="100"][data-depth="6"]')`)
+	b.waitText("3 / 50")
+	b.poll("dead-letter link", `!!document.querySelector('#dlq-link') && document.querySelector('#dlq-link').textContent === 'lim.c.dlq'`)
+	b.screenshot("channel-limits")
+
+	// Redrive from the dead-letter topic.
+	nsqtest.HTTP(t, http.MethodPost, nodes[0].URL("/pub?topic=lim.c.dlq"), []byte("dead"))
+	b.run("open dead-letter topic", chromedp.Navigate(base+"/topics/lim.c.dlq"), chromedp.WaitVisible(chromedp.CSS(`#redrive-form`)))
+	b.run("redrive", chromedp.Click(chromedp.CSS(`#redrive`)), chromedp.WaitVisible(chromedp.CSS(`#modal-confirm`)))
+	b.waitText("Redrive dead letters?")
+	b.run("confirm redrive", chromedp.Click(chromedp.CSS(`#modal-confirm`)))
+	nsqtest.Eventually(t, adminTimeout, func() bool {
+		cs := nodes[0].Channel(t, "lim", "c")
+		return cs != nil && cs.Depth == 4
+	}, "the dead letter back in lim/c")
+	b.screenshot("redrive")
+	b.checkNoErrors()
 }

@@ -77,6 +77,10 @@ func (s *httpServer) createTopicChannel(req *http.Request, _ httprouter.Params) 
 // actionBody is the body of POST /api/topics/:topic[/:channel].
 type actionBody struct {
 	Action string `json:"action"`
+	// Limits are the /channel/config keys of action "limits" (channels).
+	Limits map[string]string `json:"limits,omitempty"`
+	// ToTopic is where action "redrive" (topics) moves messages.
+	ToTopic string `json:"to_topic,omitempty"`
 }
 
 func (b *actionBody) validate() error {
@@ -97,6 +101,9 @@ func (s *httpServer) topicAction(req *http.Request, ps httprouter.Params) (any, 
 	if err := decodeBody(req, &body); err != nil {
 		return nil, err
 	}
+	if body.Action == "redrive" {
+		return s.topicRedrive(req, topic, body.ToTopic)
+	}
 	if err := body.validate(); err != nil {
 		return nil, err
 	}
@@ -116,6 +123,9 @@ func (s *httpServer) channelAction(req *http.Request, ps httprouter.Params) (any
 	var body actionBody
 	if err := decodeBody(req, &body); err != nil {
 		return nil, err
+	}
+	if body.Action == "limits" {
+		return s.channelLimits(req, topic, channel, body.Limits)
 	}
 	if err := body.validate(); err != nil {
 		return nil, err

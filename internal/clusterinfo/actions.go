@@ -135,6 +135,35 @@ func (c *Cluster) ChannelAction(ctx context.Context, topic, channel, action stri
 	return joinTally(t.err(ErrChannelNotFound), perr)
 }
 
+// ChannelConfig sets limit overrides (query: max_depth=100&overflow=...) on
+// channel of topic on every producer of topic (POST /channel/config, an
+// addition of this project's nsqd).
+func (c *Cluster) ChannelConfig(ctx context.Context, topic, channel string, query url.Values) error {
+	producers, perr := c.TopicProducers(ctx, topic)
+	if perr != nil && !isPartial(perr) {
+		return perr
+	}
+	var t tally
+	pq := "/channel/config" + channelQuery(topic, channel)
+	if len(query) > 0 {
+		pq += "&" + query.Encode()
+	}
+	t.post(ctx, c.client, KindNSQD, httpAddrs(producers), pq, true)
+	return joinTally(t.err(ErrChannelNotFound), perr)
+}
+
+// TopicRedrive moves the queued messages of the dead-letter topic back to
+// toTopic on every producer of topic (POST /topic/redrive).
+func (c *Cluster) TopicRedrive(ctx context.Context, topic, toTopic string) error {
+	producers, perr := c.TopicProducers(ctx, topic)
+	if perr != nil && !isPartial(perr) {
+		return perr
+	}
+	var t tally
+	t.post(ctx, c.client, KindNSQD, httpAddrs(producers), "/topic/redrive"+topicQuery(topic)+"&to_topic="+url.QueryEscape(toTopic), true)
+	return joinTally(t.err(ErrTopicNotFound), perr)
+}
+
 // TombstoneTopicProducer tombstones topic for node (broadcast_address:
 // http_port) in every lookupd, so consumers stop finding it there, then
 // deletes the topic on that nsqd.

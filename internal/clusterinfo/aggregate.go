@@ -47,6 +47,11 @@ func convertTopics(p *Producer, s *nsqdStats) []*TopicStats {
 				ClientCount:          c.ClientCount,
 				Paused:               c.Paused,
 				E2eProcessingLatency: nodeE2e(c.E2e),
+				Limits:               c.Config,
+				DeadLetteredCount:    c.DeadLetteredCount,
+				RejectedCount:        c.RejectedCount,
+				DroppedCount:         c.DroppedCount,
+				ExpiredCount:         c.ExpiredCount,
 			}
 			if c.Clients != nil {
 				cs.Clients = make([]*ClientStats, 0, len(c.Clients))
@@ -210,6 +215,10 @@ func aggregateChannel(topic, channel string, nodes []*ChannelStats) *ChannelStat
 		agg.GlobalMsgCount += n.GlobalMsgCount
 		agg.ClientCount += n.ClientCount
 		agg.Paused = agg.Paused || n.Paused
+		agg.DeadLetteredCount += n.DeadLetteredCount
+		agg.RejectedCount += n.RejectedCount
+		agg.DroppedCount += n.DroppedCount
+		agg.ExpiredCount += n.ExpiredCount
 		if n.Clients != nil && agg.Clients == nil {
 			agg.Clients = []*ClientStats{}
 		}
@@ -218,6 +227,38 @@ func aggregateChannel(topic, channel string, nodes []*ChannelStats) *ChannelStat
 	}
 	sortClients(agg.Clients)
 	agg.E2eProcessingLatency = aggregateE2e(topic, channel, es)
+	agg.Limits = aggregateLimits(nodes)
+	return agg
+}
+
+// aggregateLimits is the cluster view of a channel's limits: the first
+// node's, with max_depth and max_bytes summed over the nodes (0, unlimited,
+// when a node has no such limit).
+func aggregateLimits(nodes []*ChannelStats) *ChannelLimits {
+	var agg *ChannelLimits
+	for _, n := range nodes {
+		if n.Limits != nil {
+			l := *n.Limits
+			agg = &l
+			break
+		}
+	}
+	if agg == nil {
+		return nil
+	}
+	agg.MaxDepth, agg.MaxBytes = 0, 0
+	sum := func(get func(*ChannelLimits) int64) int64 {
+		var total int64
+		for _, n := range nodes {
+			if n.Limits == nil || get(n.Limits) == 0 {
+				return 0
+			}
+			total += get(n.Limits)
+		}
+		return total
+	}
+	agg.MaxDepth = sum(func(l *ChannelLimits) int64 { return l.MaxDepth })
+	agg.MaxBytes = sum(func(l *ChannelLimits) int64 { return l.MaxBytes })
 	return agg
 }
 

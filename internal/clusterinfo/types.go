@@ -118,6 +118,24 @@ type ChannelStats struct {
 	Clients              []*ClientStats  `json:"clients"`
 	Paused               bool            `json:"paused"`
 	E2eProcessingLatency *E2eLatency     `json:"e2e_processing_latency"`
+	// Limits (an nsqd of this project with limits set; nil otherwise). The
+	// aggregate's MaxDepth is the sum of the nodes' (0 when any node is
+	// unlimited).
+	Limits            *ChannelLimits `json:"limits,omitempty"`
+	DeadLetteredCount int64          `json:"dead_lettered_count,omitempty"`
+	RejectedCount     int64          `json:"rejected_count,omitempty"`
+	DroppedCount      int64          `json:"dropped_count,omitempty"`
+	ExpiredCount      int64          `json:"expired_count,omitempty"`
+}
+
+// ChannelLimits are the effective limits an nsqd reports for a channel.
+type ChannelLimits struct {
+	MaxDepth        int64  `json:"max_depth"`
+	MaxBytes        int64  `json:"max_bytes"`
+	Overflow        string `json:"overflow"`
+	MsgTTLMs        int64  `json:"msg_ttl_ms"`
+	MaxAttempts     int64  `json:"max_attempts"`
+	DeadLetterTopic string `json:"dead_letter_topic"`
 }
 
 // ClientStats is one consumer connection, with the node it is connected to.
@@ -226,6 +244,12 @@ type nsqdChannel struct {
 	Clients             []nsqdClient `json:"clients"`
 	Paused              bool         `json:"paused"`
 	E2e                 nsqdE2e      `json:"e2e_processing_latency"`
+	// Limits and dead letters (not in NSQ's nsqd; absent there).
+	Config            *ChannelLimits `json:"config"`
+	DeadLetteredCount int64          `json:"dead_lettered_count"`
+	RejectedCount     int64          `json:"rejected_count"`
+	DroppedCount      int64          `json:"dropped_count"`
+	ExpiredCount      int64          `json:"expired_count"`
 }
 
 type nsqdClient struct {

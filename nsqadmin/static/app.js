@@ -582,6 +582,16 @@
     }, 1000);
   }
 
+  // redriveForm offers to move a dead-letter topic (<topic>.<channel>.dlq)
+  // back to its source topic (admins only).
+  function redriveForm(topic) {
+    if (!IS_ADMIN || !/\.dlq$/.test(topic)) { return ''; }
+    var src = topic.split('.').slice(0, -2).join('.');
+    return '<form class="card limits-form" id="redrive-form"><h2>Dead letters <span class="hint">move the queued messages back</span></h2>' +
+      '<label>To topic <input name="to_topic" value="' + esc(src) + '"></label>' +
+      '<button class="btn btn-warn" type="submit" id="redrive">Redrive</button></form>';
+  }
+
   function topicView(topic) {
     document.title = topic + ' · nsqadmin';
     app.innerHTML = breadcrumb([['Topics', url('/')], [topic]]) +
@@ -589,9 +599,22 @@
       '<div class="banners" id="banners"></div>' + peekTabs(
       '<div class="grid-2 stack" id="charts">' + chartCard('chart-rate', 'Messages per second', 'published to this topic') +
       chartCard('chart-depth', 'Queued messages', 'topic and its channels') + '</div>' +
-      '<div id="nodes"><div class="loading">Loading…</div></div><div id="channels"></div>', '');
+      '<div id="nodes"><div class="loading">Loading…</div></div><div id="channels"></div>' + redriveForm(topic), '');
     wirePeek(topic, '');
     var paused = false;
+    var rf = $('#redrive-form');
+    if (rf) {
+      rf.addEventListener('submit', function (e) {
+        e.preventDefault();
+        var to = rf.elements.to_topic.value.trim();
+        if (!to) { return; }
+        runAction({
+          title: 'Redrive dead letters?', body: 'Messages queued at dead-letter topic “' + topic + '” on every node are published to “' + to + '” and removed here.',
+          label: 'Redrive', done: 'Redrove ' + topic + ' to ' + to,
+          method: 'POST', path: '/topics/' + encodeURIComponent(topic), payload: { action: 'redrive', to_topic: to }
+        }).then(function (r) { if (r) { p.now(); } });
+      });
+    }
     $('#actions').addEventListener('click', function (e) {
       var b = e.target.closest('button[data-action]');
       if (!b) { return; }
@@ -686,9 +709,28 @@
       '<div class="banners" id="banners"></div>' + peekTabs(
       '<div class="grid-2 stack" id="charts">' + chartCard('chart-rate', 'Messages per second', 'put into this channel') +
       chartCard('chart-depth', 'Queued and in flight') + '</div>' +
-      '<div id="nodes"><div class="loading">Loading…</div></div><div id="clients"></div>', channel);
+      '<div id="nodes"><div class="loading">Loading…</div></div><div id="limits"></div>' + limitsForm() + '<div id="clients"></div>', channel);
     wirePeek(topic, channel);
     var paused = false;
+    var lf = $('#limits-form');
+    if (lf) {
+      lf.addEventListener('submit', function (e) {
+        e.preventDefault();
+        var limits = {};
+        ['max_depth', 'overflow', 'max_attempts', 'dead_letter_topic'].forEach(function (k) {
+          var v = lf.elements[k].value.trim();
+          if (v !== '') { limits[k] = v; }
+        });
+        if (Object.keys(limits).length === 0) { return; }
+        runAction({
+          title: 'Set channel limits?',
+          body: 'Channel “' + channel + '” gets ' + Object.keys(limits).map(function (k) { return k + ' ' + limits[k]; }).join(', ') + ' on every node holding topic “' + topic + '”.',
+          label: 'Set Limits', done: 'Set limits of channel ' + channel,
+          method: 'POST', path: '/topics/' + encodeURIComponent(topic) + '/' + encodeURIComponent(channel),
+          payload: { action: 'limits', limits: limits }
+        }).then(function (r) { if (r) { p.now(); } });
+      });
+    }
     $('#actions').addEventListener('click', function (e) {
       var b = e.target.closest('button[data-action]');
       if (!b) { return; }
@@ -739,6 +781,7 @@
         }).join('');
         rows += '<tr class="total"><td>Total</td>' + statCells(c) + e2eCells(e2e, e2e) + '</tr>';
         setHTML('nodes', tableCard('Channel message queue', 'per nsqd', statHeaders() + e2eHeaders(e2e), rows));
+        setHTML('limits', limitsCard(c, nodes));
         var clients = c.clients || [];
         var cRows = clients.map(function (cl) {
           return '<tr><td>' + clientHost(cl) + '</td><td class="wrap">' + esc(cl.user_agent || '–') + '</td><td>' + clientAttrs(cl) + '</td>' +
@@ -753,6 +796,47 @@
       });
     }, REFRESH_MS);
     return p;
+  }
+
+  // ---- limits and dead letters (not in NSQ's nsqadmin) --------------------------
+
+  // limitBar draws depth against max_depth; nothing when unlimited.
+  function limitBar(depth, max) {
+    if (!(max > 0)) { return '<span class="muted">no limit</span>'; }
+    var pct = Math.min(100, Math.round(depth / max * 100));
+    return '<span class="limit-bar' + (pct >= 90 ? ' full' : '') + '" data-depth="' + depth + '" data-max="' + max + '" title="' + pct + '%">' +
+      '<span style="width:' + pct + '%"></span></span> <span class="limit-text">' + num(depth) + ' / ' + num(max) + '</span>';
+  }
+
+  function limitsCard(c, nodes) {
+    var any = c.limits || c.dead_lettered_count || c.rejected_count || c.dropped_count || c.expired_count;
+    if (!any) { return ''; }
+    var l = c.limits || {};
+    var rows = nodes.map(function (n) {
+      var nl = n.limits || {};
+      return '<tr><td>' + esc(n.hostname ? n.hostname + ' (' + n.node + ')' : n.node) + '</td><td>' + limitBar(n.depth + (n.deferred_count || 0), nl.max_depth) + '</td>' +
+        '<td>' + esc(nl.overflow || '–') + '</td>' + numCell(nl.max_attempts || 0) + numCell(n.rejected_count || 0) + numCell(n.dropped_count || 0) +
+        numCell(n.expired_count || 0) + numCell(n.dead_lettered_count || 0) + '</tr>';
+    }).join('');
+    rows += '<tr class="total"><td>Total</td><td>' + limitBar(c.depth + (c.deferred_count || 0), l.max_depth) + '</td><td>' + esc(l.overflow || '–') + '</td>' +
+      numCell(l.max_attempts || 0) + numCell(c.rejected_count || 0) + numCell(c.dropped_count || 0) + numCell(c.expired_count || 0) +
+      numCell(c.dead_lettered_count || 0) + '</tr>';
+    var dlq = l.dead_letter_topic && l.dead_letter_topic !== '-' ?
+      ' · dead letters go to <a id="dlq-link" href="' + esc(topicURL(l.dead_letter_topic)) + '" data-nav>' + esc(l.dead_letter_topic) + '</a>' : '';
+    return tableCard('Limits', 'depth (queued + deferred) against max_depth' + dlq,
+      '<th>NSQd Host</th><th>Depth / Limit</th><th>Overflow</th><th class="num">Max Attempts</th><th class="num">Rejected</th>' +
+      '<th class="num">Dropped</th><th class="num">Expired</th><th class="num">Dead-lettered</th>', rows);
+  }
+
+  // limitsForm sets /channel/config keys on every node (admins only).
+  function limitsForm() {
+    if (!IS_ADMIN) { return ''; }
+    return '<form class="card limits-form" id="limits-form"><h2>Set limits <span class="hint">on every node holding the topic; empty fields are left as they are</span></h2>' +
+      '<label>Max depth <input name="max_depth" type="number" min="0" placeholder="0 = unlimited"></label>' +
+      '<label>Overflow <select name="overflow"><option value=""></option><option value="reject">reject</option><option value="drop-oldest">drop-oldest</option></select></label>' +
+      '<label>Max attempts <input name="max_attempts" type="number" min="0" max="65535"></label>' +
+      '<label>Dead-letter topic <input name="dead_letter_topic" placeholder="topic.channel.dlq"></label>' +
+      '<button class="btn btn-primary" type="submit" id="limits-save">Save Limits</button></form>';
   }
 
   function statHeaders() {
