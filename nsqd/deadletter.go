@@ -80,6 +80,11 @@ func (d *deadLetterLog) list() ([]DeadLetterOrigin, uint64) {
 // takeDeadLetters dead-letters the messages of msgs that reached the
 // channel's max_attempts and returns the others, to be requeued. Called
 // with messages that were REQ'd or timed out.
+//
+// In durable mode the others' journal records get their attempts now: the
+// journal otherwise counts attempts only when a message is read from disk
+// or deferred, so a crash after a REQ 0 or a timeout would forget
+// deliveries and postpone the dead letter.
 func (c *Channel) takeDeadLetters(l *limits, msgs []*Message) []*Message {
 	if l.maxAttempts <= 0 {
 		return msgs
@@ -96,6 +101,9 @@ func (c *Channel) takeDeadLetters(l *limits, msgs []*Message) []*Message {
 	}
 	if len(dead) > 0 {
 		c.deadLetter(l, dead, reasonMaxAttempts)
+	}
+	if c.journal != nil && k > 0 {
+		c.journal.put(msgs[:k], 0) // deliverable at once, as requeue makes them
 	}
 	return msgs[:k]
 }
