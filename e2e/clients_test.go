@@ -16,28 +16,7 @@ import (
 // finishes: every message arrives once after its requeue, and nsqd's
 // /stats agree. Skipped loudly without node and npm.
 func TestClientNSQJS(t *testing.T) {
-	node, nodeErr := exec.LookPath("node")
-	npm, npmErr := exec.LookPath("npm")
-	if nodeErr != nil || npmErr != nil {
-		fmt.Printf("SKIP: node or npm not installed: %s not run; apt-get install nodejs npm\n", t.Name())
-		t.Skip("SKIP: node or npm not installed")
-	}
-	dir := t.TempDir()
-	for _, name := range []string{"package.json", "client.js"} {
-		b, err := os.ReadFile(filepath.Join("testdata", "nsqjs", name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	install := exec.Command(npm, "install", "--no-audit", "--no-fund", "--no-package-lock")
-	install.Dir = dir
-	if out, err := install.CombinedOutput(); err != nil {
-		fmt.Printf("SKIP: npm install nsqjs failed (%v): %s not run\n", err, t.Name())
-		t.Skipf("SKIP: npm install nsqjs: %v\n%s", err, out)
-	}
+	node, dir := installNSQJS(t)
 
 	lookupd := adminStartLookupd(t)
 	n := adminStartNSQD(t, lookupd)
@@ -78,4 +57,33 @@ func TestClientNSQJS(t *testing.T) {
 	if ch.MessageCount != count || ch.RequeueCount != count || ch.Depth != 0 || ch.InFlightCount != 0 {
 		t.Errorf("channel stats: %+v", ch)
 	}
+}
+
+// installNSQJS installs nsqjs from npm with the scripts of testdata/nsqjs
+// in a temporary directory, or skips the test loudly without node and npm.
+func installNSQJS(t *testing.T) (node, dir string) {
+	t.Helper()
+	node, nodeErr := exec.LookPath("node")
+	npm, npmErr := exec.LookPath("npm")
+	if nodeErr != nil || npmErr != nil {
+		fmt.Printf("SKIP: node or npm not installed: %s not run; apt-get install nodejs npm\n", t.Name())
+		t.Skip("SKIP: node or npm not installed")
+	}
+	dir = t.TempDir()
+	for _, name := range []string{"package.json", "client.js", "deadletter.js"} {
+		b, err := os.ReadFile(filepath.Join("testdata", "nsqjs", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	install := exec.Command(npm, "install", "--no-audit", "--no-fund", "--no-package-lock")
+	install.Dir = dir
+	if out, err := install.CombinedOutput(); err != nil {
+		fmt.Printf("SKIP: npm install nsqjs failed (%v): %s not run\n", err, t.Name())
+		t.Skipf("SKIP: npm install nsqjs: %v\n%s", err, out)
+	}
+	return node, dir
 }

@@ -5,11 +5,13 @@ package e2e
 // attempts of a message that always fails.
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -225,4 +227,37 @@ func TestAdminBrowserLimits(t *testing.T) {
 	}, "the dead letter back in lim/c")
 	b.screenshot("redrive")
 	b.checkNoErrors()
+}
+
+// Done-when 4 (nsqjs): nsqjs's default of unlimited attempts is protected by
+// the server's --max-attempts: its handler sees attempts 1, 2, 3 and the
+// dead-letter topic gets the body once.
+func TestLimitsNSQJSUnlimitedAttempts(t *testing.T) {
+	node, dir := installNSQJS(t)
+	n := nsqtest.StartNSQD(t, "--max-attempts=3")
+	for _, path := range []string{"/topic/create?topic=js", "/channel/create?topic=js&channel=js", "/pub?topic=js"} {
+		var body []byte
+		if strings.HasPrefix(path, "/pub") {
+			body = []byte("poison")
+		}
+		if status, resp := nsqtest.HTTP(t, http.MethodPost, n.URL(path), body); status != 200 {
+			t.Fatalf("POST %s: %d %s", path, status, resp)
+		}
+	}
+	run := exec.Command(node, "deadletter.js", n.TCPAddr, "js")
+	run.Dir = dir
+	var stderr strings.Builder
+	run.Stderr = &stderr
+	out, err := run.Output()
+	var res struct {
+		Attempts []int    `json:"attempts"`
+		Dead     []string `json:"dead"`
+		Errors   []string `json:"errors"`
+	}
+	if jerr := json.Unmarshal(out, &res); jerr != nil || err != nil {
+		t.Fatalf("node deadletter.js: %v (%v)\nstdout: %s\nstderr: %s", err, jerr, out, stderr.String())
+	}
+	if !slices.Equal(res.Attempts, []int{1, 2, 3}) || !slices.Equal(res.Dead, []string{"poison"}) || len(res.Errors) > 0 {
+		t.Fatalf("nsqjs saw attempts %v, dead letters %q, errors %v; want [1 2 3], [poison]", res.Attempts, res.Dead, res.Errors)
+	}
 }
