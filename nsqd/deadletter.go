@@ -24,6 +24,7 @@ import (
 const (
 	reasonMaxAttempts = "max_attempts"
 	reasonExpired     = "expired"
+	reasonMaxLen      = "maxlen" // drop-oldest overflow
 )
 
 // DeadLetterOrigin is where a dead letter came from.

@@ -160,7 +160,7 @@ func parseLimits(q httpapi.Query, l *Limits) error {
 	bools := []struct {
 		key string
 		p   **bool
-	}{{"dead_letter_envelope", &l.DeadLetterEnvelope}, {"dead_letter_expired", &l.DeadLetterExpired}}
+	}{{"dead_letter_envelope", &l.DeadLetterEnvelope}, {"dead_letter_expired", &l.DeadLetterExpired}, {"dead_letter_dropped", &l.DeadLetterDropped}}
 	for _, f := range bools {
 		v, ok := q.Get(f.key)
 		if !ok {

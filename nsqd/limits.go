@@ -18,7 +18,8 @@ import (
 // overrides and a channel's overrides (POST /topic/config, /channel/config),
 // kept in nsqd.dat in "config" fields NSQ 1.3 ignores. A channel inherits
 // overflow, msg_ttl_ms, max_attempts, dead_letter_topic,
-// dead_letter_envelope and dead_letter_expired from its topic's overrides;
+// dead_letter_envelope, dead_letter_expired and dead_letter_dropped from its
+// topic's overrides;
 // max_depth and max_bytes of a topic bound the topic's own buffer only.
 //
 // Every change of overrides goes through NSQD.ApplyConfig with a
@@ -47,6 +48,9 @@ type Limits struct {
 	// DeadLetterExpired dead-letters messages expired by the TTL instead of
 	// dropping them.
 	DeadLetterExpired *bool `json:"dead_letter_expired,omitempty"`
+	// DeadLetterDropped dead-letters messages drop-oldest removes instead
+	// of dropping them.
+	DeadLetterDropped *bool `json:"dead_letter_dropped,omitempty"`
 }
 
 func (l Limits) isZero() bool { return l == Limits{} }
@@ -114,6 +118,7 @@ type limits struct {
 	deadLetterTopic    string // "" drops
 	envelope           bool
 	deadLetterExpired  bool
+	deadLetterDropped  bool
 }
 
 // active reports whether anything is limited.
@@ -136,6 +141,7 @@ type EffectiveLimits struct {
 	DeadLetterTopic    string            `json:"dead_letter_topic,omitempty"`
 	DeadLetterEnvelope bool              `json:"dead_letter_envelope,omitempty"`
 	DeadLetterExpired  bool              `json:"dead_letter_expired,omitempty"`
+	DeadLetterDropped  bool              `json:"dead_letter_dropped,omitempty"`
 	Source             map[string]string `json:"source,omitempty"`
 }
 
@@ -207,6 +213,9 @@ func (n *NSQD) resolve(topic, channel string, tp, ch *Limits) EffectiveLimits {
 	if v := firstNonNil(c.DeadLetterExpired, t.DeadLetterExpired); v != nil {
 		e.DeadLetterExpired = *v
 	}
+	if v := firstNonNil(c.DeadLetterDropped, t.DeadLetterDropped); v != nil {
+		e.DeadLetterDropped = *v
+	}
 	return e
 }
 
@@ -240,6 +249,7 @@ func (e EffectiveLimits) compile() *limits {
 		maxAttempts:       e.MaxAttempts,
 		envelope:          e.DeadLetterEnvelope,
 		deadLetterExpired: e.DeadLetterExpired,
+		deadLetterDropped: e.DeadLetterDropped,
 	}
 	if e.DeadLetterTopic != "-" {
 		l.deadLetterTopic = e.DeadLetterTopic
@@ -429,6 +439,10 @@ func (c *Channel) dropOldest(l *limits) {
 			return // what is left is deferred
 		}
 		c.droppedCount.Add(uint64(len(msgs)))
+		if l.deadLetterDropped {
+			c.deadLetter(l, msgs, reasonMaxLen)
+			continue
+		}
 		for _, m := range msgs {
 			c.finished(m)
 		}

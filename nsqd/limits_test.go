@@ -219,6 +219,8 @@ func TestLimitsDropOldest(t *testing.T) {
 	n := startNSQD(t, testOptions(t))
 	mustChannel(t, n, "drop", "c")
 	setConfig(t, n, "drop", "c", "max_depth", "100", "overflow", "drop-oldest")
+	mustChannel(t, n, "drop", "d") // the same, dead-lettering what it drops
+	setConfig(t, n, "drop", "d", "max_depth", "100", "overflow", "drop-oldest", "dead_letter_dropped", "true")
 	p := newProducer(t, n)
 	for i := 1; i <= 150; i++ {
 		if err := p.Publish("drop", []byte(strconv.Itoa(i))); err != nil {
@@ -228,6 +230,13 @@ func TestLimitsDropOldest(t *testing.T) {
 	cs := limStats(t, n, "drop", "c")
 	if cs.Depth != 100 || cs.DroppedCount != 50 {
 		t.Fatalf("depth=%d dropped=%d, want 100 and 50", cs.Depth, cs.DroppedCount)
+	}
+	if cs := limStats(t, n, "drop", "d"); cs.Depth != 100 || cs.DroppedCount != 50 || cs.DeadLetteredCount != 50 {
+		t.Fatalf("channel d: depth=%d dropped=%d dead-lettered=%d, want 100, 50, 50", cs.Depth, cs.DroppedCount, cs.DeadLetteredCount)
+	}
+	dlq := n.Stats("drop.d.dlq", "", false)
+	if len(dlq.Topics) != 1 || dlq.Topics[0].Depth != 50 {
+		t.Fatalf("dead-letter topic drop.d.dlq: %+v", dlq.Topics)
 	}
 	_, metrics := httpCall(t, n, "GET", "/metrics", "")
 	for _, want := range []string{
