@@ -59,6 +59,10 @@ func writeStatsText(b *strings.Builder, s *Stats, startTime, now time.Time) {
 				pausedMark(c.Paused, "      "), c.ChannelName, c.Depth, c.BackendDepth, c.InFlightCount,
 				c.DeferredCount, c.RequeueCount, c.TimeoutCount, c.MessageCount,
 				formatPercentiles(c.E2eProcessingLatency))
+			if l := c.Config; l != nil { // beyond NSQ, only with limits set
+				fmt.Fprintf(b, "          limits: max_depth: %d max_bytes: %d overflow: %s msg_ttl_ms: %d max_attempts: %d rejected: %d dropped: %d expired: %d dead-lettered: %d\n",
+					l.MaxDepth, l.MaxBytes, l.Overflow, l.MsgTTLMs, l.MaxAttempts, c.RejectedCount, c.DroppedCount, c.ExpiredCount, c.DeadLetteredCount)
+			}
 			for _, cl := range c.Clients {
 				fmt.Fprintf(b, "        [%s %-21s] state: %d inflt: %-4d rdy: %-4d fin: %-8d re-q: %-8d msgs: %-8d connected: %s\n",
 					cl.Version, clientLabel(&cl), cl.State, cl.InFlightCount, cl.ReadyCount,

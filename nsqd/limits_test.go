@@ -238,6 +238,10 @@ func TestLimitsDropOldest(t *testing.T) {
 	if len(dlq.Topics) != 1 || dlq.Topics[0].Depth != 50 {
 		t.Fatalf("dead-letter topic drop.d.dlq: %+v", dlq.Topics)
 	}
+	if _, text := httpCall(t, n, "GET", "/stats?topic=drop&channel=c", ""); !strings.Contains(text,
+		"          limits: max_depth: 100 max_bytes: 0 overflow: drop-oldest msg_ttl_ms: 0 max_attempts: 0 rejected: 0 dropped: 50 expired: 0 dead-lettered: 0\n") {
+		t.Errorf("/stats text lacks the limits line:\n%s", text)
+	}
 	_, metrics := httpCall(t, n, "GET", "/metrics", "")
 	for _, want := range []string{
 		`nsq_channel_dropped_total{channel="c",reason="maxlen",topic="drop"} 50`,
