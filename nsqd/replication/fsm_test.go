@@ -109,7 +109,7 @@ func TestFSMSemantics(t *testing.T) {
 	r := newRecorder()
 	f := NewFSM(r, nil)
 	res := applyEntries(t, f,
-		pub("t", 0, "a", "b"),             // IDs 1, 2: backlog, no channel yet
+		pub("t", 0, "a", "b"),            // IDs 1, 2: backlog, no channel yet
 		meta(OpCreateChannel, "t", "c1"), // c1 takes the backlog
 		meta(OpCreateChannel, "t", "c2"), // c2 starts empty
 		pub("t", 7, "c"),                 // ID 3 to both, deferred
