@@ -1,6 +1,7 @@
 package replication
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -51,7 +52,10 @@ func ParsePeers(s string) ([]Peer, error) {
 // Config configures a Node.
 type Config struct {
 	ID      string // this replica's ID, one of Peers
-	Address string // raft transport address to bind and advertise (HOST:PORT)
+	Address string // raft transport address to bind (HOST:PORT)
+	// Advertise is the address the other replicas reach this one at;
+	// default: this replica's address in Peers, else Address.
+	Advertise string
 	Peers   []Peer // the initial set, this replica included
 	// Dir holds raft.db (log and stable store, bolt) and snapshots/.
 	// Empty: in-memory stores (tests).
@@ -66,7 +70,8 @@ type Config struct {
 	// default 100ms.
 	ProgressInterval time.Duration
 	Logger           *slog.Logger
-	// OnCommit, if set, is told how long each publish took to commit.
+	// OnCommit, if set, is told how long each proposal took to commit
+	// and apply.
 	OnCommit func(time.Duration)
 
 	// Tests: a transport (raft.InmemTransport) instead of TCP and raft
@@ -155,7 +160,13 @@ func Open(cfg Config, d Dispatcher) (*Node, error) {
 	}
 	n.trans = cfg.Transport
 	if n.trans == nil {
-		adv, err := net.ResolveTCPAddr("tcp", cfg.Address)
+		advertise := cfg.Advertise
+		for _, p := range cfg.Peers {
+			if p.ID == cfg.ID && advertise == "" {
+				advertise = p.Address
+			}
+		}
+		adv, err := net.ResolveTCPAddr("tcp", cmp.Or(advertise, cfg.Address))
 		if err != nil {
 			n.closeStore()
 			return nil, fmt.Errorf("replication address: %w", err)
@@ -303,44 +314,60 @@ func (n *Node) observeLoop() {
 	}
 }
 
-// apply proposes an entry and waits for it to be committed and applied.
-func (n *Node) apply(data []byte) (applyResult, error) {
+// apply proposes an entry and waits for it to be committed and applied; it
+// returns the entry's log index.
+func (n *Node) apply(data []byte) (applyResult, uint64, error) {
+	start := time.Now()
 	f := n.raft.Apply(data, n.cfg.ApplyTimeout)
 	if err := f.Error(); err != nil {
 		if errors.Is(err, raft.ErrNotLeader) {
-			return applyResult{}, ErrNotLeader
+			return applyResult{}, 0, ErrNotLeader
 		}
-		return applyResult{}, fmt.Errorf("%w: %w", ErrNoQuorum, err)
+		return applyResult{}, 0, fmt.Errorf("%w: %w", ErrNoQuorum, err)
+	}
+	if n.cfg.OnCommit != nil {
+		n.cfg.OnCommit(time.Since(start))
 	}
 	r, _ := f.Response().(applyResult)
-	return r, r.err
+	return r, f.Index(), r.err
 }
 
 // Publish proposes one PUB/MPUB/DPUB and returns once a quorum has it on
 // disk and this replica has applied it: then it may be acknowledged. It
 // returns the first message ID given out.
 func (n *Node) Publish(p *Publish) (uint64, error) {
-	start := time.Now()
-	r, err := n.apply(AppendPublish(nil, p))
-	if err == nil && n.cfg.OnCommit != nil {
-		n.cfg.OnCommit(time.Since(start))
-	}
+	r, _, err := n.apply(AppendPublish(nil, p))
 	return r.firstID, err
 }
 
 // ApplyEncoded proposes an entry encoded by AppendPublish, AppendMeta or
-// AppendProgress (one forwarded by a follower) after checking it decodes.
-func (n *Node) ApplyEncoded(data []byte) (uint64, error) {
+// AppendProgress (one forwarded by a follower, say) after checking that it
+// decodes. It returns the entry's log index and, for a publish, its first
+// message ID.
+func (n *Node) ApplyEncoded(data []byte) (index, firstID uint64, err error) {
 	if _, err := DecodeEntry(data); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	r, err := n.apply(data)
-	return r.firstID, err
+	r, index, err := n.apply(data)
+	return index, r.firstID, err
+}
+
+// WaitApplied waits until this replica has applied the log up to index (an
+// entry the leader committed), at most timeout.
+func (n *Node) WaitApplied(index uint64, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for n.raft.AppliedIndex() < index {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w: entry %d not applied here within %v", ErrNoQuorum, index, timeout)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return nil
 }
 
 // Meta proposes a topic or channel change and waits for it to be applied.
 func (n *Node) Meta(m *Meta) error {
-	_, err := n.apply(AppendMeta(nil, m))
+	_, _, err := n.apply(AppendMeta(nil, m))
 	return err
 }
 

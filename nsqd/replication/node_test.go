@@ -23,10 +23,13 @@ type testSet struct {
 	peers []Peer
 }
 
+// fastRaft shortens raft's timeouts (1s heartbeat and election) so that
+// elections take a fraction of a second, yet not so short that a busy
+// machine under -race sees spurious elections.
 func fastRaft(c *raft.Config) {
-	c.HeartbeatTimeout = 50 * time.Millisecond
-	c.ElectionTimeout = 50 * time.Millisecond
-	c.LeaderLeaseTimeout = 50 * time.Millisecond
+	c.HeartbeatTimeout = 250 * time.Millisecond
+	c.ElectionTimeout = 250 * time.Millisecond
+	c.LeaderLeaseTimeout = 200 * time.Millisecond
 	c.CommitTimeout = 5 * time.Millisecond
 }
 
@@ -144,25 +147,39 @@ func (s *testSet) leader(skip ...int) int {
 	return idx
 }
 
-// converged waits until every replica applied the same index and checks
-// that their snapshots are byte-equal.
+// converged waits until every replica has applied the same last index and
+// their snapshots are byte-equal. (Entries may still be added meanwhile, by
+// a new leader recording its addresses, so both are checked together.)
 func (s *testSet) converged() {
 	s.t.Helper()
-	eventually(s.t, "replicas to apply the same index", func() bool {
-		want := s.nodes[0].raft.LastIndex()
-		for _, n := range s.nodes {
-			if n.raft.AppliedIndex() != want || n.raft.LastIndex() != want {
-				return false
-			}
+	var diff string
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		diff = s.difference()
+		if diff == "" {
+			return
 		}
-		return true
-	})
-	first := snapshotBytes(s.t, s.nodes[0].fsm)
-	for i, n := range s.nodes[1:] {
-		if !bytes.Equal(snapshotBytes(s.t, n.fsm), first) {
-			s.t.Fatalf("replica %s's state differs from %s's", s.peers[i+1].ID, s.peers[0].ID)
+		if time.Now().After(deadline) {
+			s.t.Fatalf("replicas did not converge: %s", diff)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func (s *testSet) difference() string {
+	want := s.nodes[0].raft.LastIndex()
+	for _, n := range s.nodes {
+		if a, l := n.raft.AppliedIndex(), n.raft.LastIndex(); a != want || l != want {
+			return fmt.Sprintf("%s applied %d of %d, %s's last index is %d", n.cfg.ID, a, l, s.nodes[0].cfg.ID, want)
 		}
 	}
+	first := snapshotBytes(s.t, s.nodes[0].fsm)
+	for _, n := range s.nodes[1:] {
+		if !bytes.Equal(snapshotBytes(s.t, n.fsm), first) {
+			return fmt.Sprintf("%s's state differs from %s's", n.cfg.ID, s.nodes[0].cfg.ID)
+		}
+	}
+	return ""
 }
 
 func publishN(t *testing.T, n *Node, topic string, count int) {
