@@ -56,7 +56,7 @@ type Config struct {
 	// Advertise is the address the other replicas reach this one at;
 	// default: this replica's address in Peers, else Address.
 	Advertise string
-	Peers   []Peer // the initial set, this replica included
+	Peers     []Peer // the initial set, this replica included
 	// Dir holds raft.db (log and stable store, bolt) and snapshots/.
 	// Empty: in-memory stores (tests).
 	Dir string
