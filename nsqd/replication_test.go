@@ -59,7 +59,9 @@ func (r *replica) start() {
 	r.n, r.stop = runNSQD(r.t, r.opts)
 }
 
-func (r *replica) leads() bool { return r.n != nil && r.n.repl.Load() != nil && r.n.repl.Load().node.IsLeader() }
+func (r *replica) leads() bool {
+	return r.n != nil && r.n.repl.Load() != nil && r.n.repl.Load().node.IsLeader()
+}
 
 // leaderOf waits for one of the running replicas to lead and dispatch.
 func leaderOf(t *testing.T, rs []*replica) *replica {
