@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/julienschmidt/httprouter"
@@ -46,6 +48,18 @@ type replicaSet struct {
 	client       *http.Client // forwards proposals to the leader
 	applyTimeout time.Duration
 	commit       prometheus.Histogram
+
+	// dispatching mirrors the FSM's: set by Sync, read by the FIN/REQ hooks
+	// and the relays without taking FSM.mu.
+	dispatching atomic.Bool
+	// relaySync serialises relay management with Sync; relays is written
+	// under relaySync and relayMu, read under either (see
+	// replication_relay.go).
+	relaySync sync.Mutex
+	relayMu   sync.RWMutex
+	relays    map[relayKey]*relay
+	exit      chan struct{} // closed by close: stops relayLoop
+	wg        sync.WaitGroup
 }
 
 const replicationApplyTimeout = 5 * time.Second
@@ -104,6 +118,8 @@ func (n *NSQD) openReplication() error {
 				IdleConnTimeout:     90 * time.Second,
 			},
 		},
+		relays: make(map[relayKey]*relay),
+		exit:   make(chan struct{}),
 		commit: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "nsq_replication_commit_seconds",
 			Help:    "Time from proposing a log entry on the leader to its commit by a quorum and local apply.",
@@ -135,6 +151,7 @@ func (n *NSQD) openReplication() error {
 	}
 	n.logger.Info("REPLICATION: joined replica set", "id", r.id, "address", n.opts.ReplicationAddress, "peers", len(peers))
 	n.repl.Store(r)
+	r.wg.Go(func() { r.relayLoop(r.exit) })
 	return nil
 }
 
@@ -146,7 +163,10 @@ func (r *replicaSet) clientAddrs() string {
 		net.JoinHostPort(host, strconv.Itoa(r.n.broadcastHTTPPort()))
 }
 
+// close stops the relays, then leaves the set.
 func (r *replicaSet) close() error {
+	close(r.exit)
+	r.wg.Wait()
 	r.client.CloseIdleConnections()
 	return r.node.Close()
 }
@@ -268,16 +288,25 @@ func messageIDValue(id MessageID) (uint64, bool) {
 	return binary.BigEndian.Uint64(b[:]), true
 }
 
-// finished reports a FIN on the leader for the next Progress entry.
+// finished reports a FIN: on the leader for the next Progress entry, on a
+// follower up the channel's relay.
 func (r *replicaSet) finished(c *Channel, m *Message) {
+	if !r.dispatching.Load() {
+		r.relayFinish(c, m.ID)
+		return
+	}
 	if id, ok := messageIDValue(m.ID); ok {
 		r.node.Finish(c.topicName, c.name, id)
 	}
 }
 
 // requeued reports a REQ or timeout on the leader: attempts so far and when
-// the message is due (0: now).
+// the message is due (0: now). A follower's requeues stay local: the leader
+// holds the message in flight to the relay.
 func (r *replicaSet) requeued(c *Channel, m *Message) {
+	if !r.dispatching.Load() {
+		return
+	}
 	if id, ok := messageIDValue(m.ID); ok {
 		r.node.Requeue(c.topicName, c.name, id, m.deadline, m.Attempts)
 	}
@@ -393,6 +422,10 @@ func (r *replicaSet) Deliver(topic string, msgs []replication.Message) {
 // dispatcher, refilled with every unfinished message.
 func (r *replicaSet) Sync(topics []replication.TopicView, dispatch bool) {
 	n := r.n
+	// Relays end first: their deliveries would mix with what is queued
+	// below; relayLoop starts them again where needed (on a follower).
+	r.dispatching.Store(dispatch)
+	r.stopRelays()
 	want := make(map[string]*replication.TopicView, len(topics))
 	for i := range topics {
 		want[topics[i].Name] = &topics[i]

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nsqclone/nsq/internal/nsqlog"
 	"github.com/nsqclone/nsq/nsqd/replication"
 )
 
@@ -43,6 +44,7 @@ func startReplicaSet(t *testing.T, size int) []*replica {
 		o.TCPAddress, o.HTTPAddress = freeLoopbackAddr(t), freeLoopbackAddr(t)
 		o.BroadcastAddress = "127.0.0.1"
 		o.ID = int64(i + 1)
+		o.Logger = nsqlog.New(testWriter{t}, fmt.Sprintf("[nsqd%d] ", i+1), nsqlog.Info.Slog())
 		o.ReplicationAddress = freeLoopbackAddr(t)
 		peers = append(peers, fmt.Sprintf("%d@%s", i+1, o.ReplicationAddress))
 		rs[i] = &replica{t: t, opts: o}
@@ -160,16 +162,9 @@ func TestReplicationPublishEverywhere(t *testing.T) {
 		eventually(t, 5*time.Second, func() bool { _, err := r.n.GetExistingTopic("orders"); return err == nil }, "topic on replica %d", r.opts.ID)
 	}
 
-	// Consumers on a follower get nothing (the relay is not built yet);
-	// the leader delivers everything once.
-	fc := dialRaw(t, followers[0].n)
-	fc.send("SUB orders billing")
-	fc.expect(0, "OK")
-	fc.send("RDY 10")
 	if got, want := consume(t, l.n, "orders", "billing", 12), bodies("m", 0, 12); !slices.Equal(got, want) {
 		t.Fatalf("leader delivered %v, want %v", got, want)
 	}
-	fc.expectNothing(200 * time.Millisecond)
 	for _, r := range rs {
 		eventually(t, 5*time.Second, func() bool { return r.unfinished("orders", "billing") == 0 }, "FINs replicated to replica %d", r.opts.ID)
 	}
@@ -207,6 +202,90 @@ func TestReplicationPublishEverywhere(t *testing.T) {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
+	}
+}
+
+// TestReplicationFollowerConsumers: consumers connected to followers only
+// get every message once, through their replica's relay; their FINs are
+// the set's; a local REQ is delivered again; after the leader dies the
+// relays follow the new one and nothing unfinished is lost.
+func TestReplicationFollowerConsumers(t *testing.T) {
+	rs := startReplicaSet(t, 3)
+	l := leaderOf(t, rs)
+	var fs []*replica
+	for _, r := range rs {
+		if r != l {
+			fs = append(fs, r)
+		}
+	}
+	pc := dialRaw(t, l.n)
+	for _, b := range bodies("f", 0, 30) {
+		pc.send("PUB relayed", []byte(b))
+		pc.expect(0, "OK")
+	}
+	// Two consumers, one on each follower, share the channel.
+	c1, c2 := dialRaw(t, fs[0].n), dialRaw(t, fs[1].n)
+	for _, c := range []*rawConn{c1, c2} {
+		c.send("SUB relayed work")
+		c.expect(0, "OK")
+		c.send("RDY 5")
+	}
+	got := map[string]int{}
+	requeued := ""
+	deadline := time.Now().Add(20 * time.Second)
+	for len(got) < 30 {
+		if time.Now().After(deadline) {
+			t.Fatalf("followers delivered %d of 30: %v", len(got), got)
+		}
+		for _, c := range []*rawConn{c1, c2} {
+			ft, data, err := c.nextFrame(time.Now().Add(50 * time.Millisecond))
+			if err != nil || ft != frameMessage {
+				continue
+			}
+			id, body := string(data[10:26]), string(data[26:])
+			if requeued == "" {
+				requeued = body
+				c.send("REQ " + id + " 0") // comes again, from the follower
+				continue
+			}
+			got[body]++
+			c.send("FIN " + id)
+		}
+	}
+	for b, n := range got {
+		if n != 1 {
+			t.Errorf("%q delivered %d times", b, n)
+		}
+	}
+	for _, r := range rs {
+		eventually(t, 10*time.Second, func() bool { return r.unfinished("relayed", "work") == 0 }, "follower FINs in the set's state on replica %d", r.opts.ID)
+	}
+	c1.expectNothing(200 * time.Millisecond)
+	c1.Close()
+	c2.Close()
+
+	// The leader goes: the relays follow the new leader.
+	pc.send("PUB relayed", []byte("after-0"))
+	pc.expect(0, "OK")
+	l.stop()
+	l.n = nil
+	l2 := leaderOf(t, rs)
+	other := fs[0]
+	if other == l2 {
+		other = fs[1]
+	}
+	pc2 := dialRaw(t, l2.n)
+	pc2.send("PUB relayed", []byte("after-1"))
+	pc2.expect(0, "OK")
+	oc := dialRaw(t, other.n)
+	oc.send("SUB relayed work")
+	oc.expect(0, "OK")
+	oc.send("RDY 5")
+	seen := map[string]bool{}
+	for !seen["after-0"] || !seen["after-1"] {
+		m := oc.readMsg(20 * time.Second)
+		seen[m.body] = true
+		oc.send("FIN " + m.id)
 	}
 }
 
