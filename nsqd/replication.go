@@ -58,8 +58,10 @@ type replicaSet struct {
 	relaySync sync.Mutex
 	relayMu   sync.RWMutex
 	relays    map[relayKey]*relay
-	exit      chan struct{} // closed by close: stops relayLoop
-	wg        sync.WaitGroup
+	// relayWarned is when a failed relay dial was last logged; relaySync.
+	relayWarned time.Time
+	exit        chan struct{} // closed by close: stops relayLoop
+	wg          sync.WaitGroup
 }
 
 const replicationApplyTimeout = 5 * time.Second

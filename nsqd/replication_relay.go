@@ -127,7 +127,12 @@ func (r *replicaSet) syncRelays() {
 		if rl == nil {
 			var err error
 			if rl, err = r.dialRelay(k, c, target); err != nil {
-				c.log.Warn("REPLICATION: cannot relay from the leader", "leader", target, "err", err)
+				// Until an election settles the leader may be known
+				// but gone: warn once a second, not every attempt.
+				if now := time.Now(); now.Sub(r.relayWarned) >= time.Second {
+					r.relayWarned = now
+					c.log.Warn("REPLICATION: cannot relay from the leader", "leader", target, "err", err)
+				}
 				continue
 			}
 			r.setRelay(k, rl)
