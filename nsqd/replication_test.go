@@ -169,6 +169,18 @@ func TestReplicationPublishEverywhere(t *testing.T) {
 		eventually(t, 5*time.Second, func() bool { return r.unfinished("orders", "billing") == 0 }, "FINs replicated to replica %d", r.opts.ID)
 	}
 
+	// DPUB through a follower keeps its delay.
+	start := time.Now()
+	c.send("DPUB later 300", []byte("late"))
+	c.expect(0, "OK")
+	dc := dialRaw(t, l.n)
+	dc.send("SUB later c")
+	dc.expect(0, "OK")
+	dc.send("RDY 1")
+	if m := dc.readMsg(5 * time.Second); m.body != "late" || time.Since(start) < 250*time.Millisecond {
+		t.Errorf("DPUB 300 ms delivered %q after %v", m.body, time.Since(start))
+	}
+
 	var st struct {
 		Replication *replication.Stats `json:"replication"`
 	}
