@@ -420,3 +420,37 @@ func TestValidateReplicationOptions(t *testing.T) {
 		})
 	}
 }
+
+// TestReplicationMembership: transfer leadership, remove and add a replica
+// over HTTP; a follower refuses with 503 NOT_LEADER.
+func TestReplicationMembership(t *testing.T) {
+	rs := startReplicaSet(t, 3)
+	l := leaderOf(t, rs)
+	url := func(r *replica, path string) string { return "http://" + r.n.HTTPAddr().String() + path }
+	var f *replica
+	for _, r := range rs {
+		if r != l {
+			f = r
+		}
+	}
+	if code, body := httpPost(t, url(f, "/replication/transfer-leadership"), ""); code != http.StatusServiceUnavailable || !strings.Contains(body, "NOT_LEADER") {
+		t.Errorf("transfer on a follower = %d %s, want 503 NOT_LEADER", code, body)
+	}
+	if code, body := httpPost(t, url(l, "/replication/transfer-leadership?id="+f.n.repl.Load().id), ""); code != 200 {
+		t.Fatalf("transfer-leadership = %d %s", code, body)
+	}
+	eventually(t, 10*time.Second, f.leads, "replica %d leads after the transfer", f.opts.ID)
+
+	peers := func(r *replica) int { return len(r.n.repl.Load().node.Stats().Peers) }
+	if code, body := httpPost(t, url(f, "/replication/remove?id="+l.n.repl.Load().id), ""); code != 200 {
+		t.Fatalf("remove = %d %s", code, body)
+	}
+	eventually(t, 5*time.Second, func() bool { return peers(f) == 2 }, "two replicas in the set")
+	if code, body := httpPost(t, url(f, "/replication/join?id="+l.n.repl.Load().id+"&address="+l.opts.ReplicationAddress), ""); code != 200 {
+		t.Fatalf("join = %d %s", code, body)
+	}
+	eventually(t, 5*time.Second, func() bool { return peers(f) == 3 && peers(l) == 3 }, "three replicas in the set again")
+	pc := dialRaw(t, l.n)
+	pc.send("PUB back", []byte("x"))
+	pc.expect(0, "OK")
+}
