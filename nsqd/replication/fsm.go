@@ -171,8 +171,10 @@ func (f *FSM) applyPublish(p *Publish) uint64 {
 		}
 	} else {
 		for _, c := range t.channels {
+			ps := make([]pending, len(msgs)) // one allocation per channel
 			for i := range msgs {
-				c.msgs[msgs[i].id] = &pending{msg: &msgs[i], deliverAt: p.DeliverAt}
+				ps[i] = pending{msg: &msgs[i], deliverAt: p.DeliverAt}
+				c.msgs[msgs[i].id] = &ps[i]
 			}
 		}
 	}
