@@ -157,22 +157,30 @@ func (l *ledger) missing() []string {
 // start and moving to the next replica after an error; a body that failed
 // is retried as a new body (so each body is acknowledged at most once and
 // a failed one that was committed anyway shows as delivered-not-acked).
+//
+// A producer whose publish failed is replaced, not used again: go-nsq
+// v1.1.0's Producer races (go test -race) when it reconnects after its
+// connection was closed under it.
 func publisher(t *testing.T, name string, rs []*rsReplica, start int, lg *ledger, stop <-chan struct{}, wg *sync.WaitGroup) {
-	producers := make([]*nsq.Producer, len(rs))
 	cfg := nsq.NewConfig()
 	cfg.HeartbeatInterval, cfg.ReadTimeout = time.Second, 4*time.Second
-	for i, r := range rs {
-		p, err := nsq.NewProducer(r.tcp, cfg)
+	var all []*nsq.Producer // stopped at the end, failed ones included
+	newProducer := func(addr string) *nsq.Producer {
+		p, err := nsq.NewProducer(addr, cfg)
 		if err != nil {
-			t.Errorf("NewProducer: %v", err)
-			return
+			panic(err) // only for an invalid config
 		}
 		p.SetLogger(nsqtest.ClientLogger(t), nsq.LogLevelError)
-		producers[i] = p
+		all = append(all, p)
+		return p
+	}
+	producers := make([]*nsq.Producer, len(rs))
+	for i, r := range rs {
+		producers[i] = newProducer(r.tcp)
 	}
 	wg.Go(func() {
 		defer func() {
-			for _, p := range producers {
+			for _, p := range all {
 				p.Stop()
 			}
 		}()
@@ -188,6 +196,7 @@ func publisher(t *testing.T, name string, rs []*rsReplica, start int, lg *ledger
 			lg.attempted[body] = true
 			lg.mu.Unlock()
 			if err := publishWithin(producers[cur], body, 3*time.Second); err != nil {
+				producers[cur] = newProducer(rs[cur].tcp)
 				cur = (cur + 1) % len(rs)
 				select {
 				case <-stop:
@@ -309,8 +318,8 @@ func TestReplicationLedger(t *testing.T) {
 			r.kill()
 		}
 	}
-	p := newProducer(t, survivor.tcp)
-	if err := p.Publish("ledger", []byte("no-quorum")); err == nil {
+	// A fresh producer per attempt (see publisher).
+	if err := newProducer(t, survivor.tcp).Publish("ledger", []byte("no-quorum")); err == nil {
 		t.Errorf("publish acknowledged with two of three replicas down")
 	}
 	lg.mu.Lock()
@@ -318,7 +327,7 @@ func TestReplicationLedger(t *testing.T) {
 	lg.mu.Unlock()
 	l.start(t)
 	nsqtest.Eventually(t, 20*time.Second, func() bool {
-		return p.Publish("ledger", []byte("quorum-back")) == nil
+		return newProducer(t, survivor.tcp).Publish("ledger", []byte("quorum-back")) == nil
 	}, "a publish acknowledged with a replica back")
 	lg.mu.Lock()
 	lg.attempted["quorum-back"], lg.acked["quorum-back"] = true, true
