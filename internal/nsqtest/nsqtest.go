@@ -243,9 +243,6 @@ func (p *Process) Kill() {
 	<-p.exited
 }
 
-// Signal sends sig (SIGSTOP, SIGCONT, ...) without waiting for anything.
-func (p *Process) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
-
 // Exited is closed once the process has exited.
 func (p *Process) Exited() <-chan struct{} { return p.exited }
 
