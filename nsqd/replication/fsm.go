@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/raft"
 )
@@ -81,6 +82,7 @@ type topicState struct {
 
 // state is the replicated state; equal logs give equal states.
 type state struct {
+	index   uint64 // the log index of the last entry applied
 	lastID  uint64 // the last message ID given out
 	topics  map[string]*topicState
 	leaders map[string]string // replica ID → "tcp-addr,http-addr" (OpLeader)
@@ -100,6 +102,11 @@ type FSM struct {
 	mu       sync.Mutex
 	s        *state
 	dispatch bool // this replica dispatches (it leads and has caught up)
+
+	// applied mirrors s.index for readers that must not wait for mu.
+	// raft's own AppliedIndex runs ahead: it counts entries handed to the
+	// FSM goroutine, not applied ones.
+	applied atomic.Uint64
 }
 
 // NewFSM returns an FSM with an empty state; d may be nil (tests).
@@ -119,6 +126,12 @@ type applyResult struct {
 
 // Apply implements raft.FSM.
 func (f *FSM) Apply(l *raft.Log) any {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	defer func() {
+		f.s.index = max(f.s.index, l.Index)
+		f.applied.Store(f.s.index)
+	}()
 	if l.Type != raft.LogCommand {
 		return nil
 	}
@@ -128,10 +141,12 @@ func (f *FSM) Apply(l *raft.Log) any {
 		f.log.Error("REPLICATION: skipping undecodable log entry", "index", l.Index, "err", err)
 		return applyResult{err: err}
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
 	return f.applyLocked(e)
 }
+
+// AppliedIndex is the log index of the last entry this FSM has applied
+// (or restored from a snapshot).
+func (f *FSM) AppliedIndex() uint64 { return f.applied.Load() }
 
 func (f *FSM) applyLocked(e Entry) applyResult {
 	switch {
@@ -379,6 +394,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.s = s
+	f.applied.Store(s.index)
 	if f.d != nil {
 		f.d.Sync(f.viewLocked(f.dispatch), f.dispatch)
 	}
@@ -386,7 +402,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 }
 
 func (s *state) clone() *state {
-	c := &state{lastID: s.lastID, topics: make(map[string]*topicState, len(s.topics)), leaders: maps.Clone(s.leaders)}
+	c := &state{index: s.index, lastID: s.lastID, topics: make(map[string]*topicState, len(s.topics)), leaders: maps.Clone(s.leaders)}
 	for name, t := range s.topics {
 		ct := &topicState{paused: t.paused, channels: make(map[string]*channelState, len(t.channels))}
 		for _, p := range t.backlog {

@@ -210,6 +210,9 @@ func TestFSMDeterministic(t *testing.T) {
 	if r.syncs != 1 || len(r.synced) != 3 {
 		t.Errorf("Restore told the Dispatcher %d times about %d topics, want 1 and 3", r.syncs, len(r.synced))
 	}
+	if got, want := c.AppliedIndex(), uint64(len(log)); got != want || a.AppliedIndex() != want {
+		t.Errorf("AppliedIndex: restored %d, applied %d, want %d", got, a.AppliedIndex(), want)
+	}
 	if c.Leader("n1") != "a,b" {
 		t.Errorf("leader record lost in the snapshot")
 	}

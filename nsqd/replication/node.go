@@ -369,7 +369,7 @@ func (n *Node) ApplyEncoded(data []byte) (index, firstID uint64, err error) {
 // entry the leader committed), at most timeout.
 func (n *Node) WaitApplied(index uint64, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
-	for n.raft.AppliedIndex() < index {
+	for n.fsm.AppliedIndex() < index {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%w: entry %d not applied here within %v", ErrNoQuorum, index, timeout)
 		}

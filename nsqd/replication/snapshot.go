@@ -13,7 +13,7 @@ import (
 
 // Snapshot format, version 1 (integers as in entry.go):
 //
-//	magic "NSQRSNAP" | version 1 byte | lastID uv
+//	magic "NSQRSNAP" | version 1 byte | index uv | lastID uv
 //	| uv leaders | leaders × (id string | addrs string)
 //	| uv messages | messages × (id uv | timestamp i64 | uv len | body)
 //	| uv topics | topics × (name | flags 1 byte | refs | uv channels
@@ -72,6 +72,7 @@ func writeState(out io.Writer, s *state) error {
 	w := &snapWriter{w: bufio.NewWriterSize(out, 256<<10)}
 	w.w.WriteString(snapshotMagic)
 	w.w.WriteByte(snapshotVersion)
+	w.uv(s.index)
 	w.uv(s.lastID)
 	w.uv(uint64(len(s.leaders)))
 	for _, id := range slices.Sorted(maps.Keys(s.leaders)) {
@@ -204,6 +205,7 @@ func readState(in io.Reader) (*state, error) {
 		r.fail(fmt.Errorf("header %q", magic))
 	}
 	s := newState()
+	s.index = r.uv()
 	s.lastID = r.uv()
 	for n := r.count(); n > 0 && r.err == nil; n-- {
 		id := r.str()
