@@ -394,10 +394,10 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.s = s
-	f.applied.Store(s.index)
 	if f.d != nil {
 		f.d.Sync(f.viewLocked(f.dispatch), f.dispatch)
 	}
+	f.applied.Store(s.index) // after Sync: waiters then see its effect
 	return nil
 }
 
