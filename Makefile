@@ -13,13 +13,14 @@ BENCH_RUNFOR ?= 10s
 BENCH_SIZE   ?= 200
 E2E_TIMEOUT  ?= 15m
 
-.PHONY: all build run test fmt-check vet unit e2e bench-compile bench fuzz clean help
+.PHONY: all build run run-replicated test fmt-check vet unit e2e bench-compile bench fuzz clean help
 
 all: build
 
 help:
 	@echo 'make build   build every main under cmd/, apps/, bench/ into $(BIN)/'
 	@echo 'make run     build, then run nsqlookupd, nsqd and nsqadmin in the foreground (Ctrl-C stops them)'
+	@echo 'make run-replicated  build, then run nsqlookupd, three nsqd as one replica set and nsqadmin'
 	@echo 'make test    gofmt check, go vet, unit tests (-race -short), e2e tests (-race), benchmarks once'
 	@echo 'make bench   build, start a fresh nsqd, run bench_writer then bench_reader'
 	@echo 'make fuzz    run every Fuzz* target for FUZZTIME (default 10s) each'
@@ -32,6 +33,9 @@ build:
 
 run: build
 	BIN=$(BIN) scripts/run-cluster.sh
+
+run-replicated: build
+	BIN=$(BIN) scripts/run-replicated.sh
 
 test: fmt-check vet unit e2e bench-compile
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nsqclone/nsq/internal/diskq"
 	"github.com/nsqclone/nsq/internal/protocol"
+	"github.com/nsqclone/nsq/nsqd/replication"
 )
 
 // Channel is a topic's copy of the message stream, shared by the consumers
@@ -272,8 +273,12 @@ func (c *Channel) readDisk(dst []*Message, max int) []*Message {
 
 // requeue puts messages back after REQ 0, a timeout or a disconnect.
 func (c *Channel) requeue(msgs []*Message) {
+	r := c.nsqd.repl.Load()
 	for _, m := range msgs {
 		m.deadline = 0
+		if r != nil && !c.ephemeral && !c.topic.ephemeral {
+			r.requeued(c, m)
+		}
 	}
 	if _, err := c.enqueue(msgs); err != nil && !errors.Is(err, ErrExiting) {
 		c.log.Error("CHANNEL: failed to requeue messages", "count", len(msgs), "err", err)
@@ -286,6 +291,9 @@ func (c *Channel) requeue(msgs []*Message) {
 // deliverable at once.
 func (c *Channel) deferMessage(m *Message, d time.Duration) {
 	m.deadline = time.Now().Add(d).UnixNano()
+	if r := c.nsqd.repl.Load(); r != nil && !c.ephemeral && !c.topic.ephemeral {
+		r.requeued(c, m)
+	}
 	c.journalDeferred(m)
 	if _, err := c.enqueue([]*Message{m}); err != nil && !errors.Is(err, ErrExiting) {
 		c.log.Error("CHANNEL: failed to defer message", "err", err)
@@ -375,17 +383,29 @@ func (c *Channel) ownedByOther(id MessageID, self *client) bool {
 
 // Pause stops deliveries to every consumer of the channel.
 func (c *Channel) Pause() error {
-	c.paused.Store(true)
+	if r := c.nsqd.repl.Load(); r != nil && !c.ephemeral && !c.topic.ephemeral {
+		return r.meta(replication.OpPauseChannel, c.topicName, c.name)
+	}
+	c.pause()
 	return nil
 }
 
+func (c *Channel) pause() { c.paused.Store(true) }
+
 // Unpause resumes deliveries.
 func (c *Channel) Unpause() error {
+	if r := c.nsqd.repl.Load(); r != nil && !c.ephemeral && !c.topic.ephemeral {
+		return r.meta(replication.OpUnpauseChannel, c.topicName, c.name)
+	}
+	c.unpause()
+	return nil
+}
+
+func (c *Channel) unpause() {
 	c.paused.Store(false)
 	for _, cl := range c.clientList() {
 		cl.wakeUp()
 	}
-	return nil
 }
 
 func (c *Channel) isExiting() bool {
@@ -399,6 +419,13 @@ func (c *Channel) IsPaused() bool { return c.paused.Load() }
 
 // Empty drops the channel's queued, deferred and in-flight messages.
 func (c *Channel) Empty() error {
+	if r := c.nsqd.repl.Load(); r != nil && !c.ephemeral && !c.topic.ephemeral {
+		return r.meta(replication.OpEmptyChannel, c.topicName, c.name)
+	}
+	return c.empty()
+}
+
+func (c *Channel) empty() error {
 	c.mu.Lock()
 	c.mem.drain()
 	c.deferred = nil

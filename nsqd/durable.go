@@ -324,8 +324,12 @@ func (c *Channel) readDiskChecked(dst []*Message, max int) []*Message {
 	}
 }
 
-// finished forgets a message that was FIN'd (or dropped by sampling).
+// finished forgets a message that was FIN'd (or dropped by sampling). In
+// replication mode the FIN is also the set's (replication.go).
 func (c *Channel) finished(m *Message) {
+	if r := c.nsqd.repl.Load(); r != nil && !c.ephemeral && !c.topic.ephemeral {
+		r.finished(c, m)
+	}
 	if c.journal != nil && m.journaled {
 		c.journal.done(m.ID)
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/nsqclone/nsq/internal/options"
 	"github.com/nsqclone/nsq/internal/protocol"
 	"github.com/nsqclone/nsq/internal/version"
+	"github.com/nsqclone/nsq/nsqd/replication"
 )
 
 // Errors of the HTTP API whose status and message are NSQ's.
@@ -102,6 +103,10 @@ func (n *NSQD) newHTTPHandler(tlsRequiredHTTPSPort int) http.Handler {
 	r.POST("/channel/pause", logged(httpapi.V1(log, s.channelOp((*Channel).Pause, true))))
 	r.POST("/channel/unpause", logged(httpapi.V1(log, s.channelOp((*Channel).Unpause, true))))
 
+	if n.repl.Load() != nil {
+		s.replicationRoutes(r, logged)
+	}
+
 	config := logged(httpapi.V1(log, s.config))
 	r.GET("/config/:opt", config)
 	r.PUT("/config/:opt", config)
@@ -160,6 +165,8 @@ type nodeInfo struct {
 	// Beyond NSQ, present only while the node drains.
 	Draining     bool  `json:"draining,omitempty"`
 	DrainStarted int64 `json:"drain_started,omitempty"` // Unix seconds
+	// Replication is this replica's view of its set (not in NSQ).
+	Replication *replication.Stats `json:"replication,omitempty"`
 }
 
 func (s *httpServer) info(*http.Request, httprouter.Params) (*nodeInfo, error) {
@@ -168,7 +175,13 @@ func (s *httpServer) info(*http.Request, httprouter.Params) (*nodeInfo, error) {
 		return nil, fmt.Errorf("hostname: %w", err)
 	}
 	o := s.n.opts
+	var repl *replication.Stats
+	if r := s.n.repl.Load(); r != nil {
+		st := r.node.Stats()
+		repl = &st
+	}
 	return &nodeInfo{
+		Replication:            repl,
 		Version:                version.Binary,
 		BroadcastAddress:       o.BroadcastAddress,
 		Hostname:               hostname,
@@ -246,6 +259,9 @@ func publishError(err error) error {
 	}
 	if errors.Is(err, ErrDraining) {
 		return fmt.Errorf("%w: %w", errHTTPDraining, err)
+	}
+	if errors.Is(err, replication.ErrNoQuorum) || errors.Is(err, replication.ErrNotLeader) {
+		return fmt.Errorf("%w: %w", errHTTPNoQuorum, err)
 	}
 	if errors.Is(err, ErrExiting) {
 		return fmt.Errorf("%w: %w", errHTTPExiting, err)

@@ -27,6 +27,9 @@ func (n *NSQD) metricsHandler() http.Handler {
 		&metricsCollector{n: n},
 		drainCollector{n: n}, // drain_http.go
 	)
+	if r := n.repl.Load(); r != nil {
+		reg.MustRegister(replicationCollector{r})
+	}
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		ErrorLog:      slog.NewLogLogger(n.logger.Handler(), slog.LevelError),
 		ErrorHandling: promhttp.ContinueOnError,

@@ -21,6 +21,7 @@ import (
 	"github.com/nsqclone/nsq/internal/nsqlog"
 	"github.com/nsqclone/nsq/internal/protocol"
 	"github.com/nsqclone/nsq/internal/version"
+	"github.com/nsqclone/nsq/nsqd/replication"
 )
 
 // ErrTopicNotFound is returned for a topic that does not exist.
@@ -70,6 +71,9 @@ type NSQD struct {
 	// sync loop writes a journal, with the time since it last wrote that
 	// journal: how long a finished record waited at most.
 	journalWritten func(interval time.Duration)
+	// repl is the replica set (replication.go); nil without
+	// --replication-address. Set by Run before it serves anything.
+	repl atomic.Pointer[replicaSet]
 }
 
 // New validates opts, locks the data directory and binds the listeners. It
@@ -213,6 +217,12 @@ func (n *NSQD) Run(ctx context.Context) error {
 	defer stop(nil)
 	n.logger.Info(version.String("nsqd"))
 	n.logger.Info(fmt.Sprintf("ID: %d", n.opts.ID))
+	if n.opts.ReplicationAddress != "" {
+		if err := n.openReplication(); err != nil {
+			n.shutdownListeners()
+			return errors.Join(err, n.closeTopics(), n.dirLock.unlock())
+		}
+	}
 
 	var servers []*http.Server
 	var wg sync.WaitGroup
@@ -267,11 +277,15 @@ func (n *NSQD) Run(ctx context.Context) error {
 		cancel()
 	}
 	wg.Wait()
+	var replErr error
+	if r := n.repl.Load(); r != nil {
+		replErr = r.close()
+	}
 	stopLoops()
 	loops.Wait()
 	n.httpClient.CloseIdleConnections()
 
-	err := errors.Join(n.PersistMetadata(), n.closeTopics(), n.dirLock.unlock())
+	err := errors.Join(replErr, n.PersistMetadata(), n.closeTopics(), n.dirLock.unlock())
 	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
 		err = errors.Join(cause, err)
 	}
@@ -369,8 +383,14 @@ func (n *NSQD) closeClients() {
 	n.connWG.Wait()
 }
 
-// GetTopic returns the topic, creating it if needed.
-func (n *NSQD) GetTopic(name string) (*Topic, error) { return n.getTopic(name, true) }
+// GetTopic returns the topic, creating it if needed (in replication mode,
+// a non-ephemeral one through the set's log).
+func (n *NSQD) GetTopic(name string) (*Topic, error) {
+	if n.repl.Load() != nil && !protocol.IsEphemeral(name) {
+		return n.repl.Load().getTopic(name)
+	}
+	return n.getTopic(name, true)
+}
 
 func (n *NSQD) getTopic(name string, announce bool) (*Topic, error) {
 	n.mu.RLock()
@@ -429,8 +449,19 @@ func (n *NSQD) GetExistingTopic(name string) (*Topic, error) {
 	return t, nil
 }
 
-// DeleteExistingTopic deletes the topic with its channels and data.
+// DeleteExistingTopic deletes the topic with its channels and data (in
+// replication mode, a non-ephemeral one on every replica of the set).
 func (n *NSQD) DeleteExistingTopic(name string) error {
+	if n.repl.Load() != nil && !protocol.IsEphemeral(name) {
+		if _, err := n.GetExistingTopic(name); err != nil {
+			return err
+		}
+		return n.repl.Load().meta(replication.OpDeleteTopic, name, "")
+	}
+	return n.deleteTopic(name)
+}
+
+func (n *NSQD) deleteTopic(name string) error {
 	n.mu.Lock()
 	t, ok := n.topics[name]
 	if !ok {

@@ -72,6 +72,15 @@ type Options struct {
 	MsgTTL          time.Duration `flag:"msg-ttl"`
 	MaxAttempts     int64         `flag:"max-attempts"`
 
+	// Replication (not in NSQ; see docs/replication.md). With
+	// ReplicationAddress set, the daemon is one replica of the set listed
+	// in ReplicationPeers ("ID@HOST:PORT,..."): non-ephemeral topics and
+	// channels are the set's, a publish is answered OK once a quorum has
+	// it on disk. ReplicationID defaults to the node ID.
+	ReplicationAddress string `flag:"replication-address"`
+	ReplicationPeers   string `flag:"replication-peers"`
+	ReplicationID      string `flag:"replication-id"`
+
 	// Queue scanning. NSQ samples channels; we scan every client and channel
 	// with pending timers each QueueScanInterval, so only the interval is used.
 	QueueScanInterval       time.Duration
@@ -227,6 +236,7 @@ func (o *Options) Validate() error {
 	if o.MaxMsgSize <= 0 || o.MaxBodySize <= 0 {
 		errs = append(errs, errors.New("--max-msg-size and --max-body-size must be > 0"))
 	}
+	errs = append(errs, o.validateReplication())
 	return errors.Join(errs...)
 }
 

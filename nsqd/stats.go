@@ -7,6 +7,7 @@ import (
 
 	"github.com/nsqclone/nsq/internal/diskq"
 	"github.com/nsqclone/nsq/internal/version"
+	"github.com/nsqclone/nsq/nsqd/replication"
 )
 
 // The types below are the JSON of GET /stats?format=json; field order and
@@ -25,6 +26,9 @@ type Stats struct {
 	HealthConditions []HealthCondition `json:"health_conditions"`
 	// Draining is set while the node drains (beyond NSQ; absent otherwise).
 	Draining bool `json:"draining,omitempty"`
+	// Replication is this replica's view of its set (not in NSQ; absent
+	// without --replication-address).
+	Replication *replication.Stats `json:"replication,omitempty"`
 }
 
 // TopicStats describes one topic.
@@ -174,6 +178,10 @@ func (n *NSQD) Stats(topic, channel string, includeClients bool) Stats {
 			continue // NSQ lists no topic when the named channel does not exist
 		}
 		s.Topics = append(s.Topics, ts)
+	}
+	if r := n.repl.Load(); r != nil {
+		st := r.node.Stats()
+		s.Replication = &st
 	}
 	if includeClients {
 		for _, c := range n.clientList() {

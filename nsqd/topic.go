@@ -10,6 +10,7 @@ import (
 
 	"github.com/nsqclone/nsq/internal/diskq"
 	"github.com/nsqclone/nsq/internal/protocol"
+	"github.com/nsqclone/nsq/nsqd/replication"
 )
 
 // Topic receives published messages and gives every one of its channels a
@@ -118,6 +119,15 @@ func (t *Topic) publishReserved(bodies [][]byte, idStart int64, deferred time.Du
 		if err := t.admit(g, len(bodies), int64(size)); err != nil {
 			return err
 		}
+	}
+	if r := t.nsqd.repl.Load(); r != nil && !t.ephemeral {
+		// The set assigns the IDs (idStart is this node's own sequence).
+		if err := r.publish(t, bodies, deferred); err != nil {
+			return err
+		}
+		t.messageCount.Add(uint64(len(bodies)))
+		t.messageBytes.Add(size)
+		return nil
 	}
 	if idStart < 0 {
 		idStart = t.guid.reserve(len(bodies))
@@ -354,8 +364,16 @@ func (t *Topic) stopDrainingIfEmpty() bool {
 	return true
 }
 
-// GetChannel returns the channel, creating it if needed.
+// GetChannel returns the channel, creating it if needed (in replication
+// mode, a non-ephemeral one through the set's log).
 func (t *Topic) GetChannel(name string) (*Channel, error) {
+	if r := t.nsqd.repl.Load(); r != nil && !t.ephemeral && !protocol.IsEphemeral(name) {
+		return r.getChannel(t, name)
+	}
+	return t.getChannel(name)
+}
+
+func (t *Topic) getChannel(name string) (*Channel, error) {
 	t.mu.RLock()
 	c, ok := t.channels[name]
 	t.mu.RUnlock()
@@ -406,6 +424,16 @@ func (t *Topic) GetExistingChannel(name string) (*Channel, error) {
 
 // DeleteExistingChannel deletes the channel, disconnecting its consumers.
 func (t *Topic) DeleteExistingChannel(name string) error {
+	if r := t.nsqd.repl.Load(); r != nil && !t.ephemeral && !protocol.IsEphemeral(name) {
+		if _, err := t.GetExistingChannel(name); err != nil {
+			return err
+		}
+		return r.meta(replication.OpDeleteChannel, t.name, name)
+	}
+	return t.deleteChannel(name)
+}
+
+func (t *Topic) deleteChannel(name string) error {
 	t.mu.Lock()
 	c, ok := t.channels[name]
 	if !ok {
@@ -482,19 +510,33 @@ func (t *Topic) channelList() []*Channel {
 
 // Pause stops passing messages to the channels; they wait in the topic.
 func (t *Topic) Pause() error {
+	if r := t.nsqd.repl.Load(); r != nil && !t.ephemeral {
+		return r.meta(replication.OpPauseTopic, t.name, "")
+	}
+	t.pause()
+	return nil
+}
+
+func (t *Topic) pause() {
 	t.mu.Lock()
 	t.paused = true
 	t.mu.Unlock()
-	return nil
 }
 
 // Unpause resumes passing messages to the channels.
 func (t *Topic) Unpause() error {
+	if r := t.nsqd.repl.Load(); r != nil && !t.ephemeral {
+		return r.meta(replication.OpUnpauseTopic, t.name, "")
+	}
+	t.unpause()
+	return nil
+}
+
+func (t *Topic) unpause() {
 	t.mu.Lock()
 	t.paused = false
 	t.startDrainLocked()
 	t.mu.Unlock()
-	return nil
 }
 
 // IsPaused reports whether the topic is paused.
@@ -506,6 +548,13 @@ func (t *Topic) IsPaused() bool {
 
 // Empty drops the messages waiting in the topic itself (not its channels').
 func (t *Topic) Empty() error {
+	if r := t.nsqd.repl.Load(); r != nil && !t.ephemeral {
+		return r.meta(replication.OpEmptyTopic, t.name, "")
+	}
+	return t.empty()
+}
+
+func (t *Topic) empty() error {
 	t.backlogMu.Lock()
 	t.backlog.drain()
 	t.deferred = nil

@@ -50,6 +50,9 @@ func nsqdFlagSet(opts *nsqd.Options) *flag.FlagSet {
 	fs.Int64("sync-every", opts.SyncEvery, "fsync a disk queue after this many reads and writes")
 	fs.Duration("sync-timeout", opts.SyncTimeout, "fsync an active disk queue at least this often")
 	fs.Bool("durable", opts.Durable, "fsync every publish to a non-ephemeral topic before answering OK and journal in-flight and deferred messages, so nothing acknowledged is lost on a crash or power loss (not in NSQ)")
+	fs.String("replication-address", opts.ReplicationAddress, "<addr>:<port> of this replica's raft transport; set to run as one replica of --replication-peers (not in NSQ)")
+	fs.String("replication-peers", opts.ReplicationPeers, "the replica set as ID@<addr>:<port>,... (raft addresses, this replica included); a set whose data paths are empty bootstraps itself (not in NSQ)")
+	fs.String("replication-id", opts.ReplicationID, "this replica's ID in --replication-peers (default: --node-id) (not in NSQ)")
 	fs.Int64("min-free-disk-bytes", opts.MinFreeDiskBytes, "refuse publishes to non-ephemeral topics while the data path has less free space than this (0 = no limit; not in NSQ)")
 
 	// Bounded queues, TTL and dead letters (not in NSQ).

@@ -58,7 +58,7 @@ func TestFlagNames(t *testing.T) {
 		"max-output-buffer-timeout", "max-rdy-count", "max-req-timeout", "max-topic-bytes", "max-topic-depth",
 		"mem-queue-size", "min-free-disk-bytes", "min-output-buffer-timeout", "msg-timeout", "msg-ttl", "node-id",
 		"output-buffer-timeout", "overflow", "queue-scan-selection-count",
-		"queue-scan-worker-pool-max", "sigterm-mode", "snappy", "statsd-address",
+		"queue-scan-worker-pool-max", "replication-address", "replication-id", "replication-peers", "sigterm-mode", "snappy", "statsd-address",
 		"statsd-exclude-ephemeral", "statsd-interval", "statsd-mem-stats",
 		"statsd-prefix", "statsd-udp-packet-size", "sync-every", "sync-timeout",
 		"tcp-address", "tls-cert", "tls-client-auth-policy", "tls-key",

@@ -494,6 +494,13 @@ func Dial(t testing.TB, addr string) *V2Conn {
 	return &V2Conn{t: t, Conn: conn, r: bufio.NewReader(conn)}
 }
 
+// NewV2Conn wraps a connection the test made itself (in another network
+// namespace, say); it is closed when the test ends.
+func NewV2Conn(t testing.TB, conn net.Conn) *V2Conn {
+	t.Cleanup(func() { conn.Close() })
+	return &V2Conn{t: t, Conn: conn, r: bufio.NewReader(conn)}
+}
+
 // DialV2 connects to addr and sends the protocol magic "  V2".
 func DialV2(t testing.TB, addr string) *V2Conn {
 	t.Helper()

@@ -1,0 +1,456 @@
+package nsqd
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nsqclone/nsq/internal/nsqlog"
+	"github.com/nsqclone/nsq/nsqd/replication"
+)
+
+// replica is one daemon of a test replica set; start and stop it at will,
+// on the same data path and ports.
+type replica struct {
+	t    *testing.T
+	opts *Options
+	n    *NSQD
+	stop func()
+}
+
+func freeLoopbackAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// startReplicaSet runs size daemons as one replica set on loopback.
+func startReplicaSet(t *testing.T, size int) []*replica {
+	t.Helper()
+	var peers []string
+	rs := make([]*replica, size)
+	for i := range size {
+		o := testOptions(t)
+		o.TCPAddress, o.HTTPAddress = freeLoopbackAddr(t), freeLoopbackAddr(t)
+		o.BroadcastAddress = "127.0.0.1"
+		o.ID = int64(i + 1)
+		o.Logger = nsqlog.New(testWriter{t}, fmt.Sprintf("[nsqd%d] ", i+1), nsqlog.Info.Slog())
+		o.ReplicationAddress = freeLoopbackAddr(t)
+		peers = append(peers, fmt.Sprintf("%d@%s", i+1, o.ReplicationAddress))
+		rs[i] = &replica{t: t, opts: o}
+	}
+	for _, r := range rs {
+		r.opts.ReplicationPeers = strings.Join(peers, ",")
+		r.start()
+	}
+	return rs
+}
+
+func (r *replica) start() {
+	r.t.Helper()
+	r.n, r.stop = runNSQD(r.t, r.opts)
+}
+
+func (r *replica) leads() bool {
+	return r.n != nil && r.n.repl.Load() != nil && r.n.repl.Load().node.IsLeader()
+}
+
+// leaderOf waits for one of the running replicas to lead and dispatch.
+func leaderOf(t *testing.T, rs []*replica) *replica {
+	t.Helper()
+	var l *replica
+	eventually(t, 15*time.Second, func() bool {
+		for _, r := range rs {
+			if r.n != nil && r.leads() {
+				l = r
+				return true
+			}
+		}
+		return false
+	}, "a replica leads")
+	return l
+}
+
+// unfinished is how many messages a channel holds in the set's state as
+// replica r sees it.
+func (r *replica) unfinished(topic, channel string) int {
+	for _, tv := range r.n.repl.Load().node.FSM().View(true) {
+		if tv.Name != topic {
+			continue
+		}
+		for _, cv := range tv.Channels {
+			if cv.Name == channel {
+				return len(cv.Messages)
+			}
+		}
+	}
+	return -1
+}
+
+func httpPost(t *testing.T, url, body string) (int, string) {
+	t.Helper()
+	resp, err := http.Post(url, "application/octet-stream", strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("POST %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// consume subscribes to the replica with RDY rdy, reads want messages,
+// FINs them and returns their bodies, sorted.
+func consume(t *testing.T, n *NSQD, topic, channel string, want int) []string {
+	t.Helper()
+	c := dialRaw(t, n)
+	c.send("SUB " + topic + " " + channel)
+	c.expect(0, "OK")
+	c.send("RDY 100")
+	var got []string
+	for len(got) < want {
+		m := c.readMsg(10 * time.Second)
+		got = append(got, m.body)
+		c.send("FIN " + m.id)
+	}
+	c.expectNothing(300 * time.Millisecond)
+	slices.Sort(got)
+	return got
+}
+
+func bodies(prefix string, from, to int) []string {
+	var out []string
+	for i := from; i < to; i++ {
+		out = append(out, fmt.Sprintf("%s%03d", prefix, i))
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestReplicationPublishEverywhere: a publish on any replica (TCP PUB and
+// MPUB, HTTP /pub) is answered once the set has it, only the leader
+// delivers, FINs reach every replica's state, and /stats, /info,
+// /replication and /metrics show the set.
+func TestReplicationPublishEverywhere(t *testing.T) {
+	rs := startReplicaSet(t, 3)
+	l := leaderOf(t, rs)
+	var followers []*replica
+	for _, r := range rs {
+		if r != l {
+			followers = append(followers, r)
+		}
+	}
+	c := dialRaw(t, followers[0].n)
+	c.send("PUB orders", []byte("m000"))
+	c.expect(0, "OK")
+	lc := dialRaw(t, l.n)
+	lc.write(cat([]byte("MPUB orders\n"), mpubBody(bodies("m", 1, 11)...)))
+	lc.expect(0, "OK")
+	if code, body := httpPost(t, "http://"+followers[1].n.HTTPAddr().String()+"/pub?topic=orders", "m011"); code != 200 || body != "OK" {
+		t.Fatalf("/pub on a follower = %d %q", code, body)
+	}
+	for _, r := range rs {
+		eventually(t, 5*time.Second, func() bool { _, err := r.n.GetExistingTopic("orders"); return err == nil }, "topic on replica %d", r.opts.ID)
+	}
+
+	if got, want := consume(t, l.n, "orders", "billing", 12), bodies("m", 0, 12); !slices.Equal(got, want) {
+		t.Fatalf("leader delivered %v, want %v", got, want)
+	}
+	for _, r := range rs {
+		eventually(t, 5*time.Second, func() bool { return r.unfinished("orders", "billing") == 0 }, "FINs replicated to replica %d", r.opts.ID)
+	}
+
+	// DPUB through a follower keeps its delay.
+	start := time.Now()
+	c.send("DPUB later 300", []byte("late"))
+	c.expect(0, "OK")
+	dc := dialRaw(t, l.n)
+	dc.send("SUB later c")
+	dc.expect(0, "OK")
+	dc.send("RDY 1")
+	if m := dc.readMsg(5 * time.Second); m.body != "late" || time.Since(start) < 250*time.Millisecond {
+		t.Errorf("DPUB 300 ms delivered %q after %v", m.body, time.Since(start))
+	}
+
+	var st struct {
+		Replication *replication.Stats `json:"replication"`
+	}
+	resp, err := http.Get("http://" + followers[0].n.HTTPAddr().String() + "/stats?format=json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	json.NewDecoder(resp.Body).Decode(&st)
+	resp.Body.Close()
+	if st.Replication == nil || st.Replication.Role != "follower" || st.Replication.LeaderID != l.n.repl.Load().id || len(st.Replication.Peers) != 3 {
+		t.Errorf("follower /stats replication = %+v", st.Replication)
+	}
+	for _, path := range []string{"/info", "/replication"} {
+		resp, err := http.Get("http://" + l.n.HTTPAddr().String() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(b), `"role":"leader"`) {
+			t.Errorf("GET %s on the leader = %s, want role leader", path, b)
+		}
+	}
+	resp, err = http.Get("http://" + l.n.HTTPAddr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"nsq_replication_leader 1", "nsq_replication_commit_seconds_count", `nsq_replication_peer_last_contact_seconds{peer="`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}
+
+// TestReplicationFollowerConsumers: consumers connected to followers only
+// get every message once, through their replica's relay; their FINs are
+// the set's; a local REQ is delivered again; after the leader dies the
+// relays follow the new one and nothing unfinished is lost.
+func TestReplicationFollowerConsumers(t *testing.T) {
+	rs := startReplicaSet(t, 3)
+	l := leaderOf(t, rs)
+	var fs []*replica
+	for _, r := range rs {
+		if r != l {
+			fs = append(fs, r)
+		}
+	}
+	pc := dialRaw(t, l.n)
+	for _, b := range bodies("f", 0, 30) {
+		pc.send("PUB relayed", []byte(b))
+		pc.expect(0, "OK")
+	}
+	// Two consumers, one on each follower, share the channel.
+	c1, c2 := dialRaw(t, fs[0].n), dialRaw(t, fs[1].n)
+	for _, c := range []*rawConn{c1, c2} {
+		c.send("SUB relayed work")
+		c.expect(0, "OK")
+		c.send("RDY 5")
+	}
+	got := map[string]int{}
+	requeued := ""
+	deadline := time.Now().Add(20 * time.Second)
+	for len(got) < 30 {
+		if time.Now().After(deadline) {
+			t.Fatalf("followers delivered %d of 30: %v", len(got), got)
+		}
+		for _, c := range []*rawConn{c1, c2} {
+			ft, data, err := c.nextFrame(time.Now().Add(50 * time.Millisecond))
+			if err != nil || ft != frameMessage {
+				continue
+			}
+			id, body := string(data[10:26]), string(data[26:])
+			if requeued == "" {
+				requeued = body
+				c.send("REQ " + id + " 0") // comes again, from the follower
+				continue
+			}
+			got[body]++
+			c.send("FIN " + id)
+		}
+	}
+	for b, n := range got {
+		if n != 1 {
+			t.Errorf("%q delivered %d times", b, n)
+		}
+	}
+	for _, r := range rs {
+		eventually(t, 10*time.Second, func() bool { return r.unfinished("relayed", "work") == 0 }, "follower FINs in the set's state on replica %d", r.opts.ID)
+	}
+	c1.expectNothing(200 * time.Millisecond)
+	c1.Close()
+	c2.Close()
+
+	// The leader goes: the relays follow the new leader.
+	pc.send("PUB relayed", []byte("after-0"))
+	pc.expect(0, "OK")
+	l.stop()
+	l.n = nil
+	l2 := leaderOf(t, rs)
+	other := fs[0]
+	if other == l2 {
+		other = fs[1]
+	}
+	pc2 := dialRaw(t, l2.n)
+	pc2.send("PUB relayed", []byte("after-1"))
+	pc2.expect(0, "OK")
+	oc := dialRaw(t, other.n)
+	oc.send("SUB relayed work")
+	oc.expect(0, "OK")
+	oc.send("RDY 5")
+	seen := map[string]bool{}
+	for !seen["after-0"] || !seen["after-1"] {
+		m := oc.readMsg(20 * time.Second)
+		seen[m.body] = true
+		oc.send("FIN " + m.id)
+	}
+}
+
+// TestReplicationFailover: the leader stops; the others elect a leader that
+// delivers every unfinished message and none that was FIN'd; with two of
+// three down publishes fail (never OK); one replica back restores service
+// and nothing acknowledged is lost.
+func TestReplicationFailover(t *testing.T) {
+	rs := startReplicaSet(t, 3)
+	l := leaderOf(t, rs)
+	c := dialRaw(t, l.n)
+	c.send("SUB jobs work")
+	c.expect(0, "OK")
+	for _, b := range bodies("j", 0, 20) {
+		pc := dialRaw(t, l.n)
+		pc.send("PUB jobs", []byte(b))
+		pc.expect(0, "OK")
+		pc.Close()
+	}
+	c.send("RDY 5")
+	for range 5 {
+		m := c.readMsg(5 * time.Second)
+		c.send("FIN " + m.id)
+	}
+	eventually(t, 5*time.Second, func() bool { return l.unfinished("jobs", "work") == 15 }, "5 FINs committed")
+	c.Close()
+
+	l.stop()
+	l.n = nil
+	l2 := leaderOf(t, rs)
+	got := consume(t, l2.n, "jobs", "work", 15)
+	if want := bodies("j", 5, 20); len(got) != 15 || got[0] < "j005" {
+		t.Fatalf("new leader delivered %v, want the 15 unfinished %v", got, want)
+	}
+	var other *replica
+	for _, r := range rs {
+		if r != l && r != l2 {
+			other = r
+		}
+	}
+	pc := dialRaw(t, other.n)
+	pc.send("PUB jobs", []byte("k000"))
+	pc.expect(0, "OK")
+
+	// Two of three down: the survivor refuses publishes.
+	l2.stop()
+	l2.n = nil
+	pc = dialRaw(t, other.n)
+	pc.send("PUB jobs", []byte("never-ok"))
+	// The survivor waits up to its apply timeout (5s) for a leader.
+	ft, data, err := pc.nextFrame(time.Now().Add(10 * time.Second))
+	if err != nil {
+		t.Fatalf("PUB without quorum: %v", err)
+	}
+	if ft != 1 || !strings.HasPrefix(string(data), "E_PUB_FAILED") {
+		t.Fatalf("PUB without quorum = %d %q, want E_PUB_FAILED", ft, data)
+	}
+	if code, _ := httpPost(t, "http://"+other.n.HTTPAddr().String()+"/pub?topic=jobs", "never-ok"); code != http.StatusServiceUnavailable {
+		t.Errorf("/pub without quorum = %d, want 503", code)
+	}
+
+	// One back: service resumes; k000 and every unfinished message are
+	// there (never-ok may be: a refused publish may still commit, never
+	// the other way round).
+	l.start()
+	l3 := leaderOf(t, []*replica{l, other})
+	pc = dialRaw(t, other.n)
+	pc.send("PUB jobs", []byte("k001"))
+	pc.expect(0, "OK")
+	var after []string
+	cc := dialRaw(t, l3.n)
+	cc.send("SUB jobs work")
+	cc.expect(0, "OK")
+	cc.send("RDY 100")
+	deadline := time.Now().Add(10 * time.Second)
+	for !slices.Contains(after, "k000") || !slices.Contains(after, "k001") {
+		if time.Now().After(deadline) {
+			t.Fatalf("after the restart got %v, want k000 and k001", after)
+		}
+		m := cc.readMsg(10 * time.Second)
+		after = append(after, m.body)
+		cc.send("FIN " + m.id)
+	}
+	for _, b := range after {
+		if b != "k000" && b != "k001" && b != "never-ok" && !(b >= "j005" && b < "j020") {
+			t.Errorf("delivered %q: neither acknowledged nor a redelivery", b)
+		}
+	}
+}
+
+func TestValidateReplicationOptions(t *testing.T) {
+	cases := []struct {
+		name            string
+		addr, peers, id string
+		durable         bool
+		wantErr         string
+	}{
+		{name: "off"},
+		{name: "ok", addr: "127.0.0.1:4153", peers: "7@127.0.0.1:4153,b@h:1", id: ""},
+		{name: "explicit id", addr: "127.0.0.1:4153", peers: "a@127.0.0.1:4153,b@h:1", id: "a"},
+		{name: "peers without address", peers: "a@h:1", wantErr: "need --replication-address"},
+		{name: "not listed", addr: "127.0.0.1:4153", peers: "a@h:1", wantErr: "must list this replica"},
+		{name: "bad peer", addr: "127.0.0.1:4153", peers: "7@nohostport", wantErr: "--replication-peers"},
+		{name: "twice", addr: "127.0.0.1:4153", peers: "7@h:1,7@h:2", wantErr: "given twice"},
+		{name: "bad address", addr: "nope", peers: "7@h:1", wantErr: "--replication-address"},
+		{name: "durable", addr: "127.0.0.1:4153", peers: "7@h:1", durable: true, wantErr: "--durable"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			o := NewOptions()
+			o.ID = 7
+			o.ReplicationAddress, o.ReplicationPeers, o.ReplicationID, o.Durable = tc.addr, tc.peers, tc.id, tc.durable
+			err := o.Validate()
+			if tc.wantErr == "" && err != nil {
+				t.Errorf("Validate() = %v, want nil", err)
+			}
+			if tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Errorf("Validate() = %v, want an error containing %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+// TestReplicationMembership: transfer leadership, remove and add a replica
+// over HTTP; a follower refuses with 503 NOT_LEADER.
+func TestReplicationMembership(t *testing.T) {
+	rs := startReplicaSet(t, 3)
+	l := leaderOf(t, rs)
+	url := func(r *replica, path string) string { return "http://" + r.n.HTTPAddr().String() + path }
+	var f *replica
+	for _, r := range rs {
+		if r != l {
+			f = r
+		}
+	}
+	if code, body := httpPost(t, url(f, "/replication/transfer-leadership"), ""); code != http.StatusServiceUnavailable || !strings.Contains(body, "NOT_LEADER") {
+		t.Errorf("transfer on a follower = %d %s, want 503 NOT_LEADER", code, body)
+	}
+	if code, body := httpPost(t, url(l, "/replication/transfer-leadership?id="+f.n.repl.Load().id), ""); code != 200 {
+		t.Fatalf("transfer-leadership = %d %s", code, body)
+	}
+	eventually(t, 10*time.Second, f.leads, "replica %d leads after the transfer", f.opts.ID)
+
+	peers := func(r *replica) int { return len(r.n.repl.Load().node.Stats().Peers) }
+	if code, body := httpPost(t, url(f, "/replication/remove?id="+l.n.repl.Load().id), ""); code != 200 {
+		t.Fatalf("remove = %d %s", code, body)
+	}
+	eventually(t, 5*time.Second, func() bool { return peers(f) == 2 }, "two replicas in the set")
+	if code, body := httpPost(t, url(f, "/replication/join?id="+l.n.repl.Load().id+"&address="+l.opts.ReplicationAddress), ""); code != 200 {
+		t.Fatalf("join = %d %s", code, body)
+	}
+	eventually(t, 5*time.Second, func() bool { return peers(f) == 3 && peers(l) == 3 }, "three replicas in the set again")
+	pc := dialRaw(t, l.n)
+	pc.send("PUB back", []byte("x"))
+	pc.expect(0, "OK")
+}
