@@ -156,6 +156,9 @@ type Queue struct {
 	// Damaged data the reader skipped: places and bytes.
 	skippedRegions, skippedBytes atomic.Int64
 
+	// mu guards closed and the state below; a leaf (docs/architecture.md,
+	// "Lock order"), released during fsync. Peek holds it only to copy the
+	// positions.
 	mu     sync.Mutex
 	closed bool
 

@@ -101,6 +101,8 @@ type Node struct {
 
 	progress *progressBatcher
 
+	// peersMu guards peerFails; a leaf (Stats calls raft's getters under
+	// it, which take only raft's own locks).
 	peersMu   sync.Mutex
 	peerFails map[raft.ServerID]time.Time // leader: peers failing heartbeats, since
 
