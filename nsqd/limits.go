@@ -267,6 +267,9 @@ func (n *NSQD) ApplyConfig(cc ConfigChange) error {
 	if err := cc.validate(); err != nil {
 		return err
 	}
+	if n.repl.Load() != nil {
+		return errLimitsReplicated
+	}
 	t, err := n.GetExistingTopic(cc.Topic)
 	if err != nil {
 		return err

@@ -85,16 +85,26 @@ func (n *NSQD) loadMetadata() error {
 			if cm.Paused {
 				c.Pause()
 			}
-			if cm.Config != nil {
+			if cm.Config != nil && n.keepOverrides(tm.Name) {
 				t.setOverrides(cm.Name, *cm.Config)
 			}
 		}
-		if tm.Config != nil {
+		if tm.Config != nil && n.keepOverrides(tm.Name) {
 			t.setOverrides("", *tm.Config)
 		}
 		t.loadDeferred()
 	}
 	return nil
+}
+
+// keepOverrides reports whether the limit overrides of nsqd.dat apply: not
+// on a replica (errLimitsReplicated), where they are logged and left out.
+func (n *NSQD) keepOverrides(topic string) bool {
+	if n.opts.ReplicationAddress == "" {
+		return true
+	}
+	n.logger.Warn("NSQ: limits in nsqd.dat ignored: not replicated yet", "topic", topic)
+	return false
 }
 
 // metadataFromDiskQueues lists the topics and channels that have a disk

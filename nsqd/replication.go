@@ -66,6 +66,20 @@ type replicaSet struct {
 
 const replicationApplyTimeout = 5 * time.Second
 
+// errLimitsReplicated refuses limits, TTL and dead letters on a replica:
+// their state (overrides, drops, dead-letter publishes) is not in the
+// replicated log yet, and a dead letter published from inside the FSM's
+// apply would wait for its own raft entry. See docs/replication.md.
+var errLimitsReplicated = fmt.Errorf("%w: limits, TTL, max attempts and dead letters are not replicated yet; "+
+	"leave --max-topic-*, --max-channel-*, --overflow, --msg-ttl and --max-attempts unset with --replication-address", ErrInvalidConfig)
+
+// limitsSet reports whether any nsqd-wide limit, TTL or max attempts differs
+// from its default (off).
+func (o *Options) limitsSet() bool {
+	return o.MaxTopicDepth != 0 || o.MaxTopicBytes != 0 || o.MaxChannelDepth != 0 || o.MaxChannelBytes != 0 ||
+		(o.Overflow != "" && o.Overflow != OverflowReject) || o.MsgTTL != 0 || o.MaxAttempts != 0
+}
+
 // validateReplication checks the --replication-* options.
 func (o *Options) validateReplication() error {
 	if o.ReplicationAddress == "" {
@@ -77,6 +91,9 @@ func (o *Options) validateReplication() error {
 	var errs []error
 	if _, _, err := net.SplitHostPort(o.ReplicationAddress); err != nil {
 		errs = append(errs, fmt.Errorf("--replication-address: %w", err))
+	}
+	if o.limitsSet() {
+		errs = append(errs, errLimitsReplicated)
 	}
 	if o.Durable {
 		errs = append(errs, errors.New("--durable and --replication-address cannot be combined: replication makes publishes durable on a quorum"))
