@@ -2,7 +2,6 @@ package nsqd
 
 import (
 	"encoding/json"
-	"sync"
 	"time"
 )
 
@@ -16,9 +15,9 @@ import (
 //
 // A dead letter keeps its body; it gets a new ID and timestamp in the
 // dead-letter topic (IDs are per topic and NSQ's message record has no room
-// for more), and its origin is kept beside it in the dead-letter topic's
-// memory (the most recent ones, shown by GET /topic/config) and, with
-// dead_letter_envelope, in-band as a JSON envelope.
+// for more), and its origin is kept beside it, keyed by that new ID, in the
+// dead-letter topic's death log (deathlog.go: on disk, shown by peek and GET
+// /topic/config) and, with dead_letter_envelope, in-band as a JSON envelope.
 
 // Dead-letter reasons.
 const (
@@ -46,37 +45,8 @@ type deadLetterEnvelope struct {
 	Body   []byte           `json:"body"`
 }
 
-// deadLetterLog keeps the origins of the most recent dead letters of a
-// dead-letter topic.
-type deadLetterLog struct {
-	mu      sync.Mutex
-	recent  []DeadLetterOrigin // ring, at most maxRecentDeadLetters
-	next    int
-	counter uint64
-}
-
+// maxRecentDeadLetters is how many origins GET /topic/config lists.
 const maxRecentDeadLetters = 100
-
-func (d *deadLetterLog) add(o DeadLetterOrigin) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.counter++
-	if len(d.recent) < maxRecentDeadLetters {
-		d.recent = append(d.recent, o)
-		return
-	}
-	d.recent[d.next] = o
-	d.next = (d.next + 1) % maxRecentDeadLetters
-}
-
-// list returns the kept origins, oldest first, and how many dead letters
-// the topic received since start.
-func (d *deadLetterLog) list() ([]DeadLetterOrigin, uint64) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	out := append([]DeadLetterOrigin(nil), d.recent[d.next:]...)
-	return append(out, d.recent[:d.next]...), d.counter
-}
 
 // takeDeadLetters dead-letters the messages of msgs that reached the
 // channel's max_attempts and returns the others, to be requeued. Called
@@ -156,32 +126,21 @@ func (c *Channel) deadLetter(l *limits, msgs []*Message, reason string) {
 }
 
 // publishDeadLetters publishes to the dead-letter topic (created if
-// needed); in --durable mode it returns once the messages are fsynced.
+// needed); in --durable mode it returns once the messages are fsynced. The
+// origins are recorded first (fsynced in durable mode), under the IDs the
+// dead letters will have.
 func (c *Channel) publishDeadLetters(topic string, bodies [][]byte, origins []DeadLetterOrigin) error {
 	t, err := c.nsqd.GetTopic(topic)
 	if err != nil {
 		return err
 	}
-	ids, err := t.publishIDs(bodies)
-	if err != nil {
-		return err
-	}
-	for i := range origins {
-		origins[i].ID = string(ids[i][:])
-		t.deadLetters.add(origins[i])
-	}
-	return nil
-}
-
-// publishIDs publishes like PublishMulti and returns the messages' IDs.
-func (t *Topic) publishIDs(bodies [][]byte) ([]MessageID, error) {
 	start := t.guid.reserve(len(bodies))
-	if err := t.publishReserved(bodies, start, 0); err != nil {
-		return nil, err
-	}
 	ids := make([]MessageID, len(bodies))
 	for i := range ids {
 		t.guid.id(&ids[i], start+int64(i))
 	}
-	return ids, nil
+	if err := t.deadLetters.add(ids, origins, t.durable()); err != nil {
+		return err
+	}
+	return t.publishReserved(bodies, start, 0)
 }

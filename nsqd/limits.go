@@ -574,7 +574,7 @@ func (t *Topic) limitStats() LimitStats {
 		s.Config = &e
 		s.DepthBytes = t.depthBytes.Load()
 	}
-	_, s.DeadLettersReceived = t.deadLetters.list()
+	s.DeadLettersReceived = t.deadLetters.received()
 	return s
 }
 

@@ -56,6 +56,9 @@ type PeekMessage struct {
 	Body          string `json:"body"`
 	BodyEncoding  string `json:"body_encoding"` // "text" or "base64"
 	BodyTruncated bool   `json:"body_truncated"`
+	// Death is where a dead letter came from (a message of a dead-letter
+	// topic whose origin is kept).
+	Death *DeadLetterOrigin `json:"death,omitempty"`
 }
 
 // PeekResult is GET /channel/peek and GET /topic/peek.
@@ -195,6 +198,7 @@ func (c *Channel) Peek(req PeekRequest) PeekResult {
 		out = append(out, sortPeeked(fl, req.N)...)
 	}
 	res.Messages = renderPeeked(out, req.Encoding)
+	c.topic.deadLetters.annotate(res.Messages, out)
 	return res
 }
 
@@ -225,7 +229,23 @@ func (t *Topic) Peek(req PeekRequest) PeekResult {
 		out = append(out, sortPeeked(d, req.N)...)
 	}
 	res.Messages = renderPeeked(out, req.Encoding)
+	t.deadLetters.annotate(res.Messages, out)
 	return res
+}
+
+// annotate sets the Death of the peeked messages (msgs[i] is ps[i]) whose
+// origins d keeps.
+func (d *deathLog) annotate(msgs []PeekMessage, ps []peeked) {
+	if len(ps) == 0 {
+		return
+	}
+	ids := make([]MessageID, len(ps))
+	for i := range ps {
+		ids[i] = ps[i].id
+	}
+	for i, o := range d.origins(ids) {
+		msgs[i].Death = o
+	}
 }
 
 // renderPeeked turns the copies into PeekMessages, bodies encoded.

@@ -59,7 +59,7 @@ type Topic struct {
 	lim           atomic.Pointer[limits]
 	depthBytes    atomic.Int64
 	rejectedCount atomic.Uint64
-	deadLetters   deadLetterLog // origins of the dead letters published here
+	deadLetters   deathLog // origins of the dead letters published here
 }
 
 func newTopic(n *NSQD, name string) (*Topic, error) {
@@ -73,7 +73,9 @@ func newTopic(n *NSQD, name string) (*Topic, error) {
 		exit:      make(chan struct{}),
 	}
 	t.refreshLimitsLocked()
+	t.deadLetters.log = t.log
 	if !t.ephemeral {
+		t.deadLetters.path = deathFileName(n.dataPath(), name)
 		if err := t.openStorage(); err != nil {
 			return nil, err
 		}
@@ -610,7 +612,7 @@ func (t *Topic) delete() error {
 	t.deferred = nil
 	t.backlogMu.Unlock()
 	removeDeferredFile(t.nsqd.dataPath(), t.name)
-	errs = append(errs, t.journal.remove())
+	errs = append(errs, t.journal.remove(), t.deadLetters.remove())
 	if t.backend != nil {
 		errs = append(errs, t.backend.Delete())
 	}
@@ -630,6 +632,7 @@ func (t *Topic) close() error {
 	deferred := notJournaled(t.deferred)
 	t.deferred = nil
 	t.backlogMu.Unlock()
+	errs = append(errs, t.deadLetters.close())
 	if t.backend == nil {
 		return errors.Join(errs...)
 	}
