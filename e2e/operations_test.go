@@ -325,6 +325,42 @@ scrape_configs:
 		`nsqlookupd_channels`:  3,
 	})
 
+	// Limits and dead letters on n1 (after the exact value checks above,
+	// which they would add series to): topic limited's channel full
+	// rejects past 2 messages, lossy drops its oldest past 1, ttl expires
+	// messages after 200ms and dead-letters them. Their counters are
+	// first scraped at zero, so that increase() sees them rise.
+	for _, step := range []string{
+		"/topic/create?topic=limited",
+		"/channel/create?topic=limited&channel=full",
+		"/channel/create?topic=limited&channel=lossy",
+		"/channel/create?topic=limited&channel=ttl",
+		"/topic/config?topic=limited&max_depth=1000",
+		"/channel/config?topic=limited&channel=full&max_depth=2",
+		"/channel/config?topic=limited&channel=lossy&max_depth=1&overflow=drop-oldest",
+		"/channel/config?topic=limited&channel=ttl&msg_ttl=200ms&dead_letter_expired=true",
+	} {
+		if status, body := nsqtest.HTTP(t, http.MethodPost, n1.URL(step), nil); status != http.StatusOK {
+			t.Fatalf("POST %s: %d %s", step, status, body)
+		}
+	}
+	limitSeries := fmt.Sprintf(`{job="nsqd",instance=%q,topic="limited",__name__=~"nsq_topic_rejected_total|nsq_channel_rejected_total|nsq_channel_dropped_total|nsq_channel_dead_lettered_total"}`, n1.HTTPAddr)
+	zero := map[string]float64{`nsq_topic_rejected_total{topic="limited"}`: 0}
+	for _, ch := range []string{"full", "lossy", "ttl"} {
+		l := fmt.Sprintf(`channel=%q,topic="limited"`, ch)
+		zero["nsq_channel_rejected_total{"+l+"}"] = 0
+		zero["nsq_channel_dead_lettered_total{"+l+"}"] = 0
+		for _, reason := range []string{"dead_letter", "expired", "maxlen"} {
+			zero[fmt.Sprintf("nsq_channel_dropped_total{channel=%q,reason=%q,topic=\"limited\"}", ch, reason)] = 0
+		}
+	}
+	prom.waitValues(t, limitSeries, zero)
+	for i, want := range []int{http.StatusOK, http.StatusOK, http.StatusServiceUnavailable} {
+		if status, body := nsqtest.HTTP(t, http.MethodPost, n1.URL("/pub?topic=limited"), []byte(fmt.Sprint("l", i))); status != want {
+			t.Fatalf("publish %d to limited: %d %s, want %d", i, status, body, want)
+		}
+	}
+
 	t.Run("lint", func(t *testing.T) {
 		opsLintMetrics(t, "http://"+n1.HTTPAddr+"/metrics", "http://"+lookupd.HTTPAddr+"/metrics", adminURL+"/metrics")
 	})
@@ -467,11 +503,19 @@ func opsCheckRules(t *testing.T, prom *opsPrometheus, repo string, alertNames []
 		"NSQDUnhealthy/" + n3.HTTPAddr + "/free_disk":      true,
 		"NSQDPublishesRefusedDiskLow/" + n3.HTTPAddr + "/": true,
 		"NSQDDiskLow/" + n3.HTTPAddr + "/":                 true,
+		// Limits and dead letters on n1's topic limited.
+		"NSQChannelNoConsumer/" + n1.HTTPAddr + "/full":  true,
+		"NSQChannelNoConsumer/" + n1.HTTPAddr + "/lossy": true,
+		"NSQPublishesRejected/" + n1.HTTPAddr + "/":      true,
+		"NSQMessagesDropped/" + n1.HTTPAddr + "/lossy":   true,
+		"NSQMessagesExpired/" + n1.HTTPAddr + "/ttl":     true,
+		"NSQDeadLettersRising/" + n1.HTTPAddr + "/ttl":   true,
 	}
 	// Alerts of these names must be exactly the ones above (the others
 	// depend on rates, sizes and time this test does not produce; the unit
 	// tests cover them).
-	exact := []string{"NSQChannelNoConsumer", "NSQDUnhealthy", "NSQDiskQueueDataSkipped", "NSQDDrainNotFinishing", "NSQDPublishesRefusedDiskLow", "NSQDDiskLow", "NSQDaemonDown", "NSQLookupdNoProducers", "NSQAdminUpstreamErrors"}
+	exact := []string{"NSQChannelNoConsumer", "NSQDUnhealthy", "NSQDiskQueueDataSkipped", "NSQDDrainNotFinishing", "NSQDPublishesRefusedDiskLow", "NSQDDiskLow", "NSQDaemonDown", "NSQLookupdNoProducers", "NSQAdminUpstreamErrors",
+		"NSQPublishesRejected", "NSQMessagesDropped", "NSQMessagesExpired", "NSQDeadLettersRising"}
 	prom.waitAlerts(t, firing, exact, key)
 
 	// Every metric a rule uses exists.
