@@ -85,6 +85,39 @@ func TestAdminBrowserPeekAndDrain(t *testing.T) {
 	}
 }
 
+// A dead letter's origin shows under its ID in the Peek tab of the
+// dead-letter topic.
+func TestAdminBrowserPeekDeadLetterOrigin(t *testing.T) {
+	nsqtest.Binary(t, "nsqadmin")
+	l := adminStartLookupd(t)
+	n := adminStartNSQD(t, l)
+	for _, step := range []string{"/topic/create?topic=src", "/channel/create?topic=src&channel=c", "/channel/config?topic=src&channel=c&max_attempts=1"} {
+		if status, body := nsqtest.HTTP(t, http.MethodPost, n.URL(step), nil); status != http.StatusOK {
+			t.Fatalf("POST %s: %d %s", step, status, body)
+		}
+	}
+	if status, _ := nsqtest.HTTP(t, http.MethodPost, n.URL("/pub?topic=src"), []byte("poison pill")); status != http.StatusOK {
+		t.Fatal("publish failed")
+	}
+	c := nsqtest.DialV2(t, n.TCPAddr)
+	c.Command("SUB src c")
+	c.Expect(nsqtest.FrameTypeResponse, "OK")
+	c.Command("RDY 1")
+	m := c.ExpectMessage()
+	c.Command("REQ " + m.ID + " 0") // attempt 1 of 1: dead-lettered
+	adminWaitProducers(t, l, "src.c.dlq", 1)
+	base := adminStart(t, "", "--lookupd-http-address="+l.HTTPAddr)
+
+	b := newBrowser(t)
+	b.run("open dead-letter topic", chromedp.Navigate(base+"/topics/src.c.dlq"))
+	b.waitText("Topic message queue")
+	b.run("open Peek tab", chromedp.Click(chromedp.CSS(`#tab-peek`)))
+	b.waitText("poison pill")
+	b.poll("death record under the ID", `!!document.querySelector('#peek-result .peek-death') && document.querySelector('#peek-result .peek-death').innerText.includes('dead letter from src/c · max_attempts after 1 attempts') && document.querySelector('#peek-result .peek-death').innerText.includes('original ID `+m.ID+`')`)
+	b.screenshot("dead-letter-peek")
+	b.checkNoErrors()
+}
+
 // Peek and Drain are admin actions: with --admin-user, others get 403 and
 // no Peek tab.
 func TestAdminPeekDrainACL(t *testing.T) {

@@ -527,6 +527,15 @@
     return '<span class="badge ' + cls + '">' + esc(st.replace('_', ' ')) + '</span>';
   }
 
+  // peekDeath is where a dead letter came from (nsqd's "death" record).
+  function peekDeath(d) {
+    if (!d) { return ''; }
+    return '<div class="peek-death">dead letter from ' + esc(d.source_topic + '/' + d.source_channel) + ' · ' + esc(d.reason) +
+      ' after ' + num(d.attempts) + ' attempts · ' + duration(Math.max(0, Math.round((Date.now() - d.time / 1e6) / 1000))) + ' ago' +
+      ' · original ID ' + esc(d.original_id) + ', published ' +
+      duration(Math.max(0, Math.round((Date.now() - d.original_timestamp / 1e6) / 1000))) + ' ago</div>';
+  }
+
   function renderPeek(r, format) {
     if (!r.ok) { return '<div class="card empty">' + bannerFor(r, 'peek') + '</div>'; }
     var nodes = r.data.nodes || [];
@@ -541,7 +550,7 @@
         var when = m.state === 'deferred' ? '<span data-countdown="' + m.deliver_at + '">' + countdown(m.deliver_at) + '</span>'
           : m.state === 'in_flight' ? 'times out <span data-countdown="' + m.timeout_at + '">' + countdown(m.timeout_at) + '</span>' +
             (m.client_id ? ' · ' + esc(m.client_id) : '') : '–';
-        return '<tr><td>' + peekStateBadge(m.state) + '</td><td class="mono">' + esc(m.id) + '</td>' +
+        return '<tr><td>' + peekStateBadge(m.state) + '</td><td class="mono">' + esc(m.id) + peekDeath(m.death) + '</td>' +
           '<td class="num">' + duration(Math.max(0, Math.round((Date.now() - m.timestamp / 1e6) / 1000))) + '</td>' +
           numCell(m.attempts) + '<td>' + when + '</td>' + numCell(m.size) +
           '<td class="wrap"><pre class="peek-body">' + esc(preview(m, format)) + '</pre></td></tr>';
