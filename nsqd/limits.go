@@ -407,7 +407,8 @@ func batchBytes(b *pubBatch) int64 {
 // Byte accounting. depth_bytes counts the body bytes of queued and deferred
 // messages while the channel has limits (a nil limits pointer skips it, so
 // the default path does not pay for it); bytes queued before limits were
-// set are not counted, and the count never goes below 0.
+// set, or restored from the data directory at start, are not counted, and
+// the count never goes below 0 (README: "How depth_bytes is counted").
 func (c *Channel) addBytes(n int64) {
 	if c.depthBytes.Add(n) < 0 {
 		c.depthBytes.Store(0)
