@@ -103,6 +103,56 @@ func TestLimitsDurableKillKeepsAttemptsAndDeadLetter(t *testing.T) {
 	}
 }
 
+// A dead letter's origin is on disk before the dead letter is published in
+// --durable mode: after a SIGKILL right after the dead-lettering, peek on
+// the dead-letter topic shows where it came from.
+func TestDeadLetterOriginSurvivesKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("e2e")
+	}
+	args := []string{"--durable", "--enable-peek", "--max-attempts=1", "--data-path=" + t.TempDir()}
+	n := nsqtest.StartNSQD(t, args...)
+	p := nsqtest.DialV2(t, n.TCPAddr)
+	p.Command("PUB dko", []byte("poison"))
+	p.Expect(nsqtest.FrameTypeResponse, "OK")
+	c := nsqtest.DialV2(t, n.TCPAddr)
+	c.Command("SUB dko c")
+	c.Expect(nsqtest.FrameTypeResponse, "OK")
+	c.Command("RDY 1")
+	m := c.ExpectMessage()
+	c.Command("REQ " + m.ID + " 0") // attempt 1 of 1: dead-lettered
+	nsqtest.Eventually(t, 5*time.Second, func() bool {
+		status, body := nsqtest.HTTP(t, http.MethodGet, n.URL("/topic/peek?topic=dko.c.dlq"), nil)
+		return status == 200 && strings.Contains(body, `"body":"poison"`)
+	}, "the dead letter in dko.c.dlq")
+	n.Kill()
+
+	n = nsqtest.StartNSQD(t, args...)
+	status, body := nsqtest.HTTP(t, http.MethodGet, n.URL("/topic/peek?topic=dko.c.dlq"), nil)
+	var r struct {
+		Messages []struct {
+			ID    string `json:"id"`
+			Body  string `json:"body"`
+			Death *struct {
+				SourceTopic   string `json:"source_topic"`
+				SourceChannel string `json:"source_channel"`
+				OriginalID    string `json:"original_id"`
+				Attempts      int    `json:"attempts"`
+				Reason        string `json:"reason"`
+			} `json:"death"`
+		} `json:"messages"`
+	}
+	if status != 200 || json.Unmarshal([]byte(body), &r) != nil || len(r.Messages) == 0 {
+		t.Fatalf("GET /topic/peek after the kill: %d %s", status, body)
+	}
+	for _, dm := range r.Messages { // a crash may duplicate a dead letter
+		d := dm.Death
+		if dm.Body != "poison" || d == nil || d.SourceTopic != "dko" || d.SourceChannel != "c" || d.OriginalID != m.ID || d.Attempts != 1 || d.Reason != "max_attempts" {
+			t.Fatalf("dead letter after the kill: %s", body)
+		}
+	}
+}
+
 func statsBody(t *testing.T, n *nsqtest.NSQD) string {
 	t.Helper()
 	_, body := nsqtest.HTTP(t, http.MethodGet, n.URL("/stats?format=json&topic=dk"), nil)
