@@ -192,6 +192,8 @@ func TestLimitsNSQ13StartsOnDataDir(t *testing.T) {
 		"/channel/create?topic=lt&channel=c",
 		"/channel/config?topic=lt&channel=c&max_depth=5&max_attempts=2",
 		"/topic/config?topic=lt&msg_ttl=1h",
+		"/channel/create?topic=lt&channel=dl",
+		"/channel/config?topic=lt&channel=dl&max_attempts=1",
 	} {
 		if status, body := nsqtest.HTTP(t, http.MethodPost, n.URL(path), nil); status != 200 {
 			t.Fatalf("POST %s: %d %s", path, status, body)
@@ -202,6 +204,18 @@ func TestLimitsNSQ13StartsOnDataDir(t *testing.T) {
 			t.Fatalf("POST /pub: %d %s", status, body)
 		}
 	}
+	// One dead letter in lt.dl.dlq, its origin in lt.dl.dlq.diskqueue.deaths.dat.
+	c := nsqtest.DialV2(t, n.TCPAddr)
+	c.Command("SUB lt dl")
+	c.Expect(nsqtest.FrameTypeResponse, "OK")
+	c.Command("RDY 1")
+	m := c.ExpectMessage()
+	c.Command("RDY 0")
+	c.Command("REQ " + m.ID + " 0")
+	nsqtest.Eventually(t, 5*time.Second, func() bool {
+		ts := n.Stats(t).Topic("lt.dl.dlq")
+		return ts != nil && ts.Depth == 1
+	}, "a dead letter in lt.dl.dlq")
 	if code := n.Stop(syscall.SIGTERM); code != 0 {
 		t.Fatalf("nsqd exited %d", code)
 	}
@@ -217,6 +231,12 @@ func TestLimitsNSQ13StartsOnDataDir(t *testing.T) {
 	cs := base.Channel(t, "lt", "c")
 	if cs == nil || cs.Depth != 3 {
 		t.Fatalf("NSQ 1.3 on our data directory: channel lt/c = %+v", cs)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "lt.dl.dlq.diskqueue.deaths.dat")); err != nil {
+		t.Fatalf("no death records beside the dead-letter topic: %v", err)
+	}
+	if ts := base.Stats(t).Topic("lt.dl.dlq"); ts == nil || ts.Depth != 1 {
+		t.Fatalf("NSQ 1.3 on our data directory: dead-letter topic = %+v", ts)
 	}
 	if code := b.Stop(syscall.SIGTERM); code != 0 {
 		t.Fatalf("baseline-nsqd exited %d:\n%s", code, b.Output())
