@@ -128,8 +128,7 @@ func (c *Channel) deadLetter(l *limits, msgs []*Message, reason string) {
 // publishDeadLetters publishes to the dead-letter topic (created if
 // needed); in --durable mode it returns once the messages are fsynced. The
 // origins are recorded first (fsynced in durable mode), under the IDs the
-// dead letters will have (in replication mode the set assigns other IDs,
-// so peek finds no record; README).
+// dead letters will have (replica sets refuse dead letters for now).
 func (c *Channel) publishDeadLetters(topic string, bodies [][]byte, origins []DeadLetterOrigin) error {
 	t, err := c.nsqd.GetTopic(topic)
 	if err != nil {
