@@ -35,6 +35,8 @@ func main() {
 		quick    = flag.Bool("quick", false, "small sizes and 1s runs, for a smoke test")
 		topics   = flag.Int("topics", 0, "topics (with a channel each) of the scale scenario (default 2000, -quick 500; NSQ 1.3 needs minutes for 10000)")
 		idle     = flag.Int("idle-conns", 0, "idle consumer connections of the scale scenario (default 10000, -quick 500)")
+		repl     = flag.Bool("replicated", false, "run the replicated suite instead (issue 15): -ours as a replica set of 3 and --durable, beside JetStream R3 (-nats); -scenarios mpub,pub1,failover")
+		natsBin  = flag.String("nats", "bin/nats-server", "nats-server v2.15.3 binary (bench/compare/cmd/nats-server), for -replicated")
 	)
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: bench-compare -ours BIN -baseline BIN [flags]\n\n")
@@ -75,6 +77,29 @@ func main() {
 	}
 	if *idle > 0 {
 		cfg.idleConns = *idle
+	}
+	if *repl {
+		for _, bin := range []string{*ours, *natsBin} {
+			if _, err := os.Stat(bin); err != nil {
+				fmt.Fprintln(os.Stderr, "bench-compare:", err)
+				os.Exit(2)
+			}
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		sigs := make(chan os.Signal, 2)
+		signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+		go func() {
+			<-sigs
+			fmt.Fprintln(os.Stderr, "bench-compare: interrupted, stopping")
+			cancel()
+			killLive()
+			<-sigs
+			killLive()
+			os.Exit(130)
+		}()
+		defer killLive()
+		runReplicated(ctx, replBins{nsqd: *ours, nats: *natsBin}, cfg, *rounds, *which)
+		return
 	}
 	selected, err := selectScenarios(*which)
 	if err != nil {

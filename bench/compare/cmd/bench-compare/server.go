@@ -30,6 +30,7 @@ type server struct {
 	exited   chan struct{}
 	waitErr  error
 	http     *http.Client
+	logFile  string // the process's stdout and stderr
 }
 
 // live holds the running servers so a signal can kill them all.
@@ -48,11 +49,11 @@ func killLive() {
 
 // startServer runs bin on fresh ports and a fresh data dir and waits for
 // GET /ping. A port taken in between is retried.
-func startServer(ctx context.Context, impl, bin string, memQueue int64) (*server, error) {
+func startServer(ctx context.Context, impl, bin string, memQueue int64, extra ...string) (*server, error) {
 	var err error
 	for range 3 {
 		var s *server
-		if s, err = tryStart(ctx, impl, bin, memQueue); err == nil {
+		if s, err = tryStart(ctx, impl, bin, memQueue, extra); err == nil {
 			return s, nil
 		}
 		if ctx.Err() != nil {
@@ -62,7 +63,7 @@ func startServer(ctx context.Context, impl, bin string, memQueue int64) (*server
 	return nil, err
 }
 
-func tryStart(ctx context.Context, impl, bin string, memQueue int64) (*server, error) {
+func tryStart(ctx context.Context, impl, bin string, memQueue int64, extra []string) (*server, error) {
 	ports, err := freePorts(2)
 	if err != nil {
 		return nil, err
@@ -88,6 +89,7 @@ func tryStart(ctx context.Context, impl, bin string, memQueue int64) (*server, e
 		tcpAddr:  "127.0.0.1:" + strconv.Itoa(ports[0]),
 		httpAddr: "127.0.0.1:" + strconv.Itoa(ports[1]),
 		exited:   make(chan struct{}),
+		logFile:  dir + "/nsqd.log",
 		http: &http.Client{
 			Timeout:   60 * time.Second,
 			Transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true},
@@ -101,6 +103,7 @@ func tryStart(ctx context.Context, impl, bin string, memQueue int64) (*server, e
 	if memQueue >= 0 {
 		args = append(args, "--mem-queue-size="+strconv.FormatInt(memQueue, 10))
 	}
+	args = append(args, extra...)
 	s.cmd = exec.Command(bin, args...)
 	s.cmd.Stdout, s.cmd.Stderr = logf, logf
 	// The child dies with the harness; it inherits RLIMIT_NOFILE as raised
@@ -156,7 +159,9 @@ func (s *server) stop() {
 	live.Lock()
 	delete(live.m, s)
 	live.Unlock()
-	s.http.CloseIdleConnections()
+	if s.http != nil {
+		s.http.CloseIdleConnections()
+	}
 	os.RemoveAll(s.dir)
 }
 
@@ -171,7 +176,7 @@ func (s *server) alive() error {
 }
 
 func (s *server) logTail() string {
-	b, _ := os.ReadFile(s.dir + "/nsqd.log")
+	b, _ := os.ReadFile(s.logFile)
 	if len(b) > 1500 {
 		b = b[len(b)-1500:]
 	}
