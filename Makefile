@@ -100,6 +100,16 @@ bench-compare:
 	$(GO) build -C bench/compare -o $(abspath $(BIN))/bench-compare ./cmd/bench-compare
 	$(BIN)/bench-compare -ours $(BIN)/nsqd -baseline $(BIN)/baseline-nsqd $(BENCH_COMPARE_FLAGS)
 
+# bench-compare-replicated: a replica set of three of our nsqd and --durable beside
+# NATS JetStream R3 (nats-server v2.15.3 built in bench/compare; issue 15, see bench/README.md).
+.PHONY: bench-compare-replicated
+bench-compare-replicated:
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/nsqd ./cmd/nsqd
+	$(GO) build -C bench/compare -o $(abspath $(BIN))/nats-server ./cmd/nats-server
+	$(GO) build -C bench/compare -o $(abspath $(BIN))/bench-compare ./cmd/bench-compare
+	$(BIN)/bench-compare -replicated -ours $(BIN)/nsqd -nats $(BIN)/nats-server $(BENCH_COMPARE_FLAGS)
+
 # dist: release archives laid out like NSQ's, one per platform in DIST_PLATFORMS:
 # $(DIST)/nsq-<version>.<os>-<arch>.go<go version>.tar.gz holding
 # nsq-<version>.<os>-<arch>.go<go version>/bin/<every main of `make build`>,
