@@ -85,18 +85,7 @@ func main() {
 				os.Exit(2)
 			}
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		sigs := make(chan os.Signal, 2)
-		signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-		go func() {
-			<-sigs
-			fmt.Fprintln(os.Stderr, "bench-compare: interrupted, stopping")
-			cancel()
-			killLive()
-			<-sigs
-			killLive()
-			os.Exit(130)
-		}()
+		ctx := trapSignals()
 		defer killLive()
 		runReplicated(ctx, replBins{nsqd: *ours, nats: *natsBin}, cfg, *rounds, *which)
 		return
@@ -117,20 +106,7 @@ func main() {
 		os.Exit(1)
 	}
 
-	// SIGINT/SIGTERM: kill the nsqd processes, which ends the runs; a second
-	// signal exits at once.
-	ctx, cancel := context.WithCancel(context.Background())
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	go func() {
-		<-sigs
-		fmt.Fprintln(os.Stderr, "bench-compare: interrupted, stopping")
-		cancel()
-		killLive()
-		<-sigs
-		killLive()
-		os.Exit(130)
-	}()
+	ctx := trapSignals()
 	defer killLive()
 
 	fmt.Fprintf(os.Stderr, "bench-compare: %d round(s), %v per throughput run, %d-byte messages, %d publisher/consumer conns (GOMAXPROCS)\n",
@@ -158,6 +134,24 @@ func main() {
 	fmt.Fprintf(os.Stderr, "bench-compare: done in %v\n\n", time.Since(began).Round(time.Second))
 	fmt.Printf("Load average (1, 5, 15 min) at start %s, at end %s; %d CPUs.\n", load0, loadAvg(), runtime.NumCPU())
 	printTable(os.Stdout, cfg, selected, results, *rounds)
+}
+
+// trapSignals makes SIGINT/SIGTERM kill the server processes, which ends
+// the runs, and cancel the returned context; a second signal exits at once.
+func trapSignals() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		<-sigs
+		fmt.Fprintln(os.Stderr, "bench-compare: interrupted, stopping")
+		cancel()
+		killLive()
+		<-sigs
+		killLive()
+		os.Exit(130)
+	}()
+	return ctx
 }
 
 // loadAvg is the 1, 5 and 15 minute load averages, to judge the noise.

@@ -651,6 +651,9 @@ func (cl *jsCluster) mpubConn(ctx context.Context, c *config, acked, issued *ato
 		return err
 	}
 	defer nc.Close()
+	// slots holds a token per batch published and not yet fully
+	// acknowledged, so the client never has more than its maximum pending.
+	slots := make(chan struct{}, c.outstanding)
 	batches := make(chan []nats.PubAckFuture, c.outstanding)
 	ackErr := make(chan error, 1)
 	go func() {
@@ -672,12 +675,21 @@ func (cl *jsCluster) mpubConn(ctx context.Context, c *config, acked, issued *ato
 				}
 			}
 			acked.Add(int64(len(b)))
+			<-slots
 		}
 	}()
 	body := make([]byte, c.size)
 	var seq uint64
 	var perr error
 	for ctx.Err() == nil && perr == nil {
+		select {
+		case slots <- struct{}{}:
+		case err := <-ackErr:
+			perr = err
+			continue
+		case <-ctx.Done():
+			continue
+		}
 		b := make([]nats.PubAckFuture, 0, c.batch)
 		for range c.batch {
 			fillBody(body, seq)
