@@ -37,11 +37,16 @@ const (
 	// healthFreeDisk: free space on the data path is below
 	// --min-free-disk-bytes. Cleared when it is back above.
 	healthFreeDisk
+	// healthReplication (replication mode): this replica has known no
+	// leader of its set for longer than replicationLeaderGrace (no quorum,
+	// or an election that does not end). Cleared as soon as a leader is
+	// known again.
+	healthReplication
 	numHealthConditions
 )
 
 // healthConditionNames are the names /stats and /metrics show.
-var healthConditionNames = [numHealthConditions]string{"disk_queue", "journal", "metadata", "free_disk"}
+var healthConditionNames = [numHealthConditions]string{"disk_queue", "journal", "metadata", "free_disk", "replication"}
 
 func (c healthCondition) String() string { return healthConditionNames[c] }
 

@@ -83,7 +83,7 @@ func TestStatsHealthConditions(t *testing.T) {
 	if st.Health != "OK" || !slices.Equal(st.Conditions, all("", "")) {
 		t.Errorf("healthy /stats: health %q, health_conditions %+v", st.Health, st.Conditions)
 	}
-	if want := []string{"disk_queue", "journal", "metadata", "free_disk"}; !slices.Equal(healthConditionNames[:], want) {
+	if want := []string{"disk_queue", "journal", "metadata", "free_disk", "replication"}; !slices.Equal(healthConditionNames[:], want) {
 		t.Errorf("condition names %v, want %v", healthConditionNames, want)
 	}
 

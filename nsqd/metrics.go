@@ -76,7 +76,7 @@ var (
 	descProducers       = prometheus.NewDesc("nsq_producers", "Connected clients that have published.", nil, nil)
 	descHealth          = prometheus.NewDesc("nsq_health", "1 while every health condition is healthy (as /ping answers OK), else 0.", nil, nil)
 	descHealthCondition = prometheus.NewDesc("nsq_health_condition",
-		"1 while the named part of the daemon is healthy, else 0 (disk_queue: the last disk-queue write failed; journal: a durable journal write failed; metadata: nsqd.dat could not be written, or was found damaged at startup; free_disk: below --min-free-disk-bytes).",
+		"1 while the named part of the daemon is healthy, else 0 (disk_queue: the last disk-queue write failed; journal: a durable journal write failed; metadata: nsqd.dat could not be written, or was found damaged at startup; free_disk: below --min-free-disk-bytes; replication: no leader of the replica set known for over 5s).",
 		[]string{"condition"}, nil)
 
 	// Free space, so that an alert can fire before --min-free-disk-bytes

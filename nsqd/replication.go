@@ -62,6 +62,10 @@ type replicaSet struct {
 	relayWarned time.Time
 	exit        chan struct{} // closed by close: stops relayLoop
 	wg          sync.WaitGroup
+	// noLeaderSince is when this replica last saw no leader (zero while
+	// one is known); only relayLoop uses it (checkLeader).
+	noLeaderSince time.Time
+	leaderGrace   time.Duration // replicationLeaderGrace; shorter in tests
 }
 
 const replicationApplyTimeout = 5 * time.Second
@@ -79,6 +83,11 @@ func (o *Options) limitsSet() bool {
 	return o.MaxTopicDepth != 0 || o.MaxTopicBytes != 0 || o.MaxChannelDepth != 0 || o.MaxChannelBytes != 0 ||
 		(o.Overflow != "" && o.Overflow != OverflowReject) || o.MsgTTL != 0 || o.MaxAttempts != 0
 }
+
+// replicationLeaderGrace is how long a replica may know no leader before
+// the replication health condition is set: longer than an election with
+// its retries, so a failover alone does not make /ping NOK.
+const replicationLeaderGrace = 5 * time.Second
 
 // validateReplication checks the --replication-* options.
 func (o *Options) validateReplication() error {
@@ -137,8 +146,10 @@ func (n *NSQD) openReplication() error {
 				IdleConnTimeout:     90 * time.Second,
 			},
 		},
-		relays: make(map[relayKey]*relay),
-		exit:   make(chan struct{}),
+		relays:        make(map[relayKey]*relay),
+		exit:          make(chan struct{}),
+		noLeaderSince: time.Now(),
+		leaderGrace:   replicationLeaderGrace,
 		commit: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "nsq_replication_commit_seconds",
 			Help:    "Time from proposing a log entry on the leader to its commit by a quorum and local apply.",
@@ -180,6 +191,37 @@ func (r *replicaSet) clientAddrs() string {
 	host := r.n.opts.BroadcastAddress
 	return net.JoinHostPort(host, strconv.Itoa(addrPort(r.n.TCPAddr()))) + "," +
 		net.JoinHostPort(host, strconv.Itoa(r.n.broadcastHTTPPort()))
+}
+
+// checkLeader sets the replication health condition once no leader has
+// been known for leaderGrace (a quorum is lost: a leader that cannot reach
+// one steps down), and clears it when a leader is known again. relayLoop
+// calls it every relayInterval.
+func (r *replicaSet) checkLeader(now time.Time) {
+	if _, id := r.node.Raft().LeaderWithID(); id != "" {
+		if !r.noLeaderSince.IsZero() {
+			r.noLeaderSince = time.Time{}
+			if r.n.health.failing(healthReplication) {
+				r.n.logger.Info("REPLICATION: leader known again", "leader", id)
+				r.n.health.clear(healthReplication)
+			}
+		}
+		return
+	}
+	if r.noLeaderSince.IsZero() {
+		r.noLeaderSince = now
+		return
+	}
+	if d := now.Sub(r.noLeaderSince); d > r.leaderGrace {
+		st := r.node.Stats()
+		first := !r.n.health.failing(healthReplication)
+		err := fmt.Errorf("no leader of the replica set known for %s (no quorum of %d reachable; role %s, term %d)",
+			d.Truncate(time.Second), len(st.Peers)/2+1, st.Role, st.Term)
+		r.n.health.fail(healthReplication, err)
+		if first {
+			r.n.logger.Error("REPLICATION: no leader", "err", err)
+		}
+	}
 }
 
 // close stops the relays, then leaves the set.

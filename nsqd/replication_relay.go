@@ -62,6 +62,7 @@ func (r *replicaSet) relayLoop(exit <-chan struct{}) {
 			return
 		case <-t.C:
 			r.syncRelays()
+			r.checkLeader(time.Now())
 		}
 	}
 }

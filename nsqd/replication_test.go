@@ -481,3 +481,76 @@ func TestReplicationRefusesLimits(t *testing.T) {
 		t.Errorf("POST /channel/config on a replica = %d %s, want 400 not replicated yet", code, body)
 	}
 }
+
+// TestReplicationHealthNoLeader: a replica that knows no leader for longer
+// than an election (two of three stopped) reports the replication health
+// condition in /ping, /stats and /metrics; it clears once a leader is back.
+func TestReplicationHealthNoLeader(t *testing.T) {
+	rs := startReplicaSet(t, 3)
+	l := leaderOf(t, rs)
+	var survivor *replica
+	var stopped []*replica
+	for _, r := range rs {
+		if r != l && survivor == nil {
+			survivor = r
+		} else {
+			stopped = append(stopped, r)
+		}
+	}
+	base := "http://" + survivor.n.HTTPAddr().String()
+	get := func(path string) (int, string) {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get("/ping"); code != http.StatusOK || body != "OK" {
+		t.Fatalf("/ping with a leader = %d %q, want 200 OK", code, body)
+	}
+
+	for _, r := range stopped {
+		r.stop()
+		r.n = nil
+	}
+	start := time.Now()
+	var body string
+	eventually(t, 20*time.Second, func() bool {
+		var code int
+		code, body = get("/ping")
+		return code == http.StatusInternalServerError
+	}, "the survivor's /ping turns NOK")
+	if !strings.HasPrefix(body, "NOK - replication: no leader of the replica set known for ") {
+		t.Errorf("/ping = %q, want NOK - replication: no leader ...", body)
+	}
+	if d := time.Since(start); d < replicationLeaderGrace {
+		t.Errorf("/ping NOK after %s, before the %s grace", d, replicationLeaderGrace)
+	}
+	var st struct {
+		Health     string            `json:"health"`
+		Conditions []HealthCondition `json:"health_conditions"`
+	}
+	_, js := get("/stats?format=json")
+	if err := json.Unmarshal([]byte(js), &st); err != nil {
+		t.Fatalf("/stats: %v", err)
+	}
+	i := slices.IndexFunc(st.Conditions, func(c HealthCondition) bool { return c.Condition == "replication" })
+	if i < 0 || st.Conditions[i].OK || !strings.HasPrefix(st.Conditions[i].Message, "no leader") {
+		t.Errorf("/stats health_conditions = %+v, want replication failing", st.Conditions)
+	}
+	if _, m := get("/metrics"); !strings.Contains(m, `nsq_health_condition{condition="replication"} 0`) {
+		t.Errorf("/metrics lacks nsq_health_condition{condition=\"replication\"} 0")
+	}
+
+	stopped[0].start()
+	leaderOf(t, []*replica{survivor, stopped[0]})
+	eventually(t, 10*time.Second, func() bool {
+		code, b := get("/ping")
+		return code == http.StatusOK && b == "OK"
+	}, "the survivor's /ping is OK again")
+	if _, m := get("/metrics"); !strings.Contains(m, `nsq_health_condition{condition="replication"} 1`) {
+		t.Errorf("/metrics lacks nsq_health_condition{condition=\"replication\"} 1")
+	}
+}
