@@ -51,11 +51,11 @@ func TestHealthDamagedMetadata(t *testing.T) {
 				t.Errorf("/stats health_conditions %s: %+v, want only metadata failing", when, c)
 			}
 		}
-		if len(st.HealthConditions) != 4 || metadata == nil || metadata.OK || !strings.Contains(metadata.Message, "nsqd.dat was damaged") {
-			t.Errorf("/stats health_conditions %s = %+v, want 4 with metadata failing", when, st.HealthConditions)
+		if len(st.HealthConditions) != 5 || metadata == nil || metadata.OK || !strings.Contains(metadata.Message, "nsqd.dat was damaged") {
+			t.Errorf("/stats health_conditions %s = %+v, want 5 with metadata failing", when, st.HealthConditions)
 		}
 		fams := scrape(t, n.HTTPAddr)
-		for _, c := range []string{"disk_queue", "journal", "metadata", "free_disk"} {
+		for _, c := range []string{"disk_queue", "journal", "metadata", "free_disk", "replication"} {
 			want := 1.0
 			if c == "metadata" {
 				want = 0

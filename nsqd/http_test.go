@@ -446,7 +446,7 @@ func TestHTTPStatsJSON(t *testing.T) {
 	want := fmt.Sprintf(`{"version":"1.3.0","health":"OK","start_time":%d,"topics":[],"memory":{"heap_objects":`, h.n.StartTime().Unix())
 	// NSQ's fields in NSQ's order, then the additions.
 	const tail = `},"producers":null,"health_conditions":[{"condition":"disk_queue","ok":true},{"condition":"journal","ok":true},` +
-		`{"condition":"metadata","ok":true},{"condition":"free_disk","ok":true}]}`
+		`{"condition":"metadata","ok":true},{"condition":"free_disk","ok":true},{"condition":"replication","ok":true}]}`
 	if !strings.HasPrefix(body, want) || !strings.HasSuffix(body, tail) {
 		t.Errorf("stats of an empty nsqd = %s, want %s...%s", body, want, tail)
 	}
