@@ -134,7 +134,7 @@ func opsAlertExprs(t *testing.T, path string) []string {
 	return exprs
 }
 
-// A real Prometheus scrapes nsqlookupd, three nsqd and nsqadmin while known
+// A real Prometheus scrapes nsqlookupd, four nsqd and nsqadmin while known
 // counts are published and consumed: what it stores matches /stats, every
 // query of the Grafana dashboard returns series with the labels its legends
 // use, the alert rules evaluate and the expected ones fire, every metric
@@ -150,6 +150,10 @@ func TestOpsPrometheus(t *testing.T) {
 	// n3 refuses publishes (free disk is always below 2^62 bytes): unhealthy
 	// and low on disk, for the alerts. It is not registered with nsqlookupd.
 	n3 := nsqtest.StartNSQD(t, "--min-free-disk-bytes=4611686018427387904", "--sync-timeout=100ms")
+	// n4 is replica 1 of a set of two whose replica 2 never runs: it knows
+	// no leader, for the replication alerts and metrics.
+	raft1, raft2 := nsqtest.FreeAddr(t), nsqtest.FreeAddr(t)
+	n4 := nsqtest.StartNSQD(t, "--node-id=1", "--replication-address="+raft1, "--replication-peers=1@"+raft1+",2@"+raft2)
 	adminURL := adminStart(t, "", "--lookupd-http-address="+lookupd.HTTPAddr)
 	adminAddr := strings.TrimPrefix(adminURL, "http://")
 
@@ -183,7 +187,7 @@ scrape_configs:
     static_configs: [{targets: %s}]
   - job_name: nsqadmin
     static_configs: [{targets: %s}]
-`, targets(n1.HTTPAddr, n2.HTTPAddr, n3.HTTPAddr), targets(lookupd.HTTPAddr), targets(adminAddr))
+`, targets(n1.HTTPAddr, n2.HTTPAddr, n3.HTTPAddr, n4.HTTPAddr), targets(lookupd.HTTPAddr), targets(adminAddr))
 	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -266,7 +270,7 @@ scrape_configs:
 		}, "known depths, requeues and timeouts in /stats of "+n.HTTPAddr)
 	}
 
-	prom.waitTargetsUp(t, 5)
+	prom.waitTargetsUp(t, 6)
 
 	// What Prometheus stored for n1 and n2 is what /stats says.
 	for _, n := range []*nsqtest.NSQD{n1, n2} {
@@ -366,7 +370,7 @@ scrape_configs:
 	})
 	t.Run("dashboard", func(t *testing.T) { opsCheckDashboard(t, prom, repo) })
 	t.Run("rules", func(t *testing.T) {
-		opsCheckRules(t, prom, repo, alertNames, n1, n2, n3)
+		opsCheckRules(t, prom, repo, alertNames, n1, n2, n3, n4)
 		// A daemon that stops is reported down.
 		if code := n3.Stop(syscall.SIGTERM); code != 0 {
 			t.Errorf("nsqd exited with status %d after SIGTERM", code)
@@ -463,7 +467,7 @@ func opsCheckDashboard(t *testing.T, prom *opsPrometheus, repo string) {
 // and no others of those kinds do; every metric of the rules exists, and
 // every series of the rules' unit tests has the name and label names of a
 // live series, so the unit tests feed the rules what the daemons serve.
-func opsCheckRules(t *testing.T, prom *opsPrometheus, repo string, alertNames []string, n1, n2, n3 *nsqtest.NSQD) {
+func opsCheckRules(t *testing.T, prom *opsPrometheus, repo string, alertNames []string, n1, n2, n3, n4 *nsqtest.NSQD) {
 	var loaded []string
 	nsqtest.Eventually(t, opsTimeout, func() bool {
 		var r struct {
@@ -504,18 +508,20 @@ func opsCheckRules(t *testing.T, prom *opsPrometheus, repo string, alertNames []
 		"NSQDPublishesRefusedDiskLow/" + n3.HTTPAddr + "/": true,
 		"NSQDDiskLow/" + n3.HTTPAddr + "/":                 true,
 		// Limits and dead letters on n1's topic limited.
-		"NSQChannelNoConsumer/" + n1.HTTPAddr + "/full":  true,
-		"NSQChannelNoConsumer/" + n1.HTTPAddr + "/lossy": true,
-		"NSQPublishesRejected/" + n1.HTTPAddr + "/":      true,
-		"NSQMessagesDropped/" + n1.HTTPAddr + "/lossy":   true,
-		"NSQMessagesExpired/" + n1.HTTPAddr + "/ttl":     true,
-		"NSQDeadLettersRising/" + n1.HTTPAddr + "/ttl":   true,
+		"NSQChannelNoConsumer/" + n1.HTTPAddr + "/full":      true,
+		"NSQChannelNoConsumer/" + n1.HTTPAddr + "/lossy":     true,
+		"NSQPublishesRejected/" + n1.HTTPAddr + "/":          true,
+		"NSQMessagesDropped/" + n1.HTTPAddr + "/lossy":       true,
+		"NSQMessagesExpired/" + n1.HTTPAddr + "/ttl":         true,
+		"NSQDeadLettersRising/" + n1.HTTPAddr + "/ttl":       true,
+		"NSQReplicaNoLeader/" + n4.HTTPAddr + "/replication": true,
 	}
 	// Alerts of these names must be exactly the ones above (the others
 	// depend on rates, sizes and time this test does not produce; the unit
 	// tests cover them).
 	exact := []string{"NSQChannelNoConsumer", "NSQDUnhealthy", "NSQDiskQueueDataSkipped", "NSQDDrainNotFinishing", "NSQDPublishesRefusedDiskLow", "NSQDDiskLow", "NSQDaemonDown", "NSQLookupdNoProducers", "NSQAdminUpstreamErrors",
-		"NSQPublishesRejected", "NSQMessagesDropped", "NSQMessagesExpired", "NSQDeadLettersRising"}
+		"NSQPublishesRejected", "NSQMessagesDropped", "NSQMessagesExpired", "NSQDeadLettersRising",
+		"NSQReplicaNoLeader", "NSQReplicaPeerNoContact", "NSQReplicaApplyLagging", "NSQReplicaFrequentElections"}
 	prom.waitAlerts(t, firing, exact, key)
 
 	// Every metric a rule uses exists.
