@@ -124,6 +124,8 @@ type nodeResponse struct {
 	Draining     bool            `json:"draining,omitempty"`
 	DrainStarted int64           `json:"drain_started,omitempty"`
 	Blockers     json.RawMessage `json:"blockers,omitempty"`
+	// Beyond NSQ: its replica set (GET /replication), nil if not replicated.
+	Replication *clusterinfo.Replication `json:"replication,omitempty"`
 	envelope
 }
 
@@ -142,6 +144,7 @@ func (s *httpServer) node(req *http.Request, ps httprouter.Params) (any, error) 
 	if st := s.a.cluster.NodeStates(req.Context(), []*clusterinfo.Producer{p})[0]; st != nil && st.Draining {
 		resp.Draining, resp.DrainStarted, resp.Blockers = true, st.DrainStarted, st.Blockers
 	}
+	resp.Replication = s.a.cluster.NodeReplications(req.Context(), []*clusterinfo.Producer{p})[0]
 	for _, t := range topics {
 		resp.TotalMessages += t.MessageCount
 		for _, c := range t.Channels {

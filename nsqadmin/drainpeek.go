@@ -19,14 +19,18 @@ import (
 type nodeWithState struct {
 	*clusterinfo.Producer
 	Draining bool `json:"draining,omitempty"`
+	// Replication is the node's replica-set view (GET /replication), nil
+	// when it is not replicated.
+	Replication *clusterinfo.Replication `json:"replication,omitempty"`
 }
 
 // withStates adds each producer's drain state.
 func (s *httpServer) withStates(req *http.Request, ps []*clusterinfo.Producer) []nodeWithState {
 	states := s.a.cluster.NodeStates(req.Context(), ps)
+	repls := s.a.cluster.NodeReplications(req.Context(), ps)
 	out := make([]nodeWithState, len(ps))
 	for i, p := range ps {
-		out[i] = nodeWithState{Producer: p, Draining: states[i] != nil && states[i].Draining}
+		out[i] = nodeWithState{Producer: p, Draining: states[i] != nil && states[i].Draining, Replication: repls[i]}
 	}
 	return out
 }

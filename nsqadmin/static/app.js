@@ -871,6 +871,7 @@
         var nodes = r.data.nodes || [];
         setHTML('count', '(' + nodes.length + ')');
         var lookupd = NSQLOOKUPD.length > 0;
+        var repl = nodes.some(function (n) { return !!n.replication; });
         var rows = nodes.map(function (n) {
           var node = n.broadcast_address + ':' + n.http_port;
           if (n.broadcast_address.indexOf(':') >= 0) { node = '[' + n.broadcast_address + ']:' + n.http_port; }
@@ -881,25 +882,44 @@
           }).join('');
           return '<tr' + (n.out_of_date ? ' class="outdated" title="older than the newest nsqd in the cluster"' : '') + '>' +
             '<td>' + esc(n.hostname) + '</td><td><a href="' + esc(nodeURL(node)) + '" data-nav>' + esc(node) + '</a>' +
-            (n.draining ? ' <span class="badge draining" title="refusing publishes until its channels are empty">DRAINING</span>' : '') + '</td>' +
+            (n.draining ? ' <span class="badge draining" title="refusing publishes until its channels are empty">DRAINING</span>' : '') + roleBadge(n.replication) + '</td>' +
             '<td class="num">' + n.tcp_port + '</td><td class="num">' + n.http_port + '</td>' +
             '<td>' + esc(n.version) + (n.out_of_date ? ' <span class="badge paused">out of date</span>' : '') + '</td>' +
             (lookupd ? '<td class="num' + (conns !== NSQLOOKUPD.length ? ' nonzero-warn' : '') + '" title="' + esc((n.remote_addresses || []).join('\n')) + '">' + conns + '</td>' : '') +
+            (repl ? replCells(n.replication) : '') +
             '<td class="wrap"><span class="tags"><span class="badge count">' + (n.topics || []).length + '</span>' + topics + '</span></td></tr>';
         }).join('');
         setHTML('nodes', tableCard('Nodes', lookupd ? 'from ' + NSQLOOKUPD.length + ' nsqlookupd' : 'from --nsqd-http-address',
           '<th>Hostname</th><th>Address</th><th class="num">TCP Port</th><th class="num">HTTP Port</th><th>Version</th>' +
-          (lookupd ? '<th class="num" title="nsqlookupd connections">Lookupd Conns.</th>' : '') + '<th>Topics</th>', rows, 'No nsqd nodes found.'));
+          (lookupd ? '<th class="num" title="nsqlookupd connections">Lookupd Conns.</th>' : '') + (repl ? REPL_HEADERS : '') + '<th>Topics</th>', rows, 'No nsqd nodes found.'));
       });
     }, REFRESH_MS);
+  }
+
+  // Replica sets (beyond NSQ): a node's role badge and its view of its
+  // set, from the replication object of /api/nodes and /api/nodes/:node.
+  var REPL_HEADERS = '<th title="replica ID of the leader this node knows">Leader</th><th class="num">Term</th><th class="num">Commit Idx.</th>' +
+    '<th class="num">Applied Idx.</th><th class="num" title="committed log entries not applied here yet">Lag</th>';
+
+  function roleBadge(r) {
+    if (!r) { return ''; }
+    var title = r.role === 'leader' ? 'leads its replica set and delivers its messages' :
+      r.role === 'follower' ? 'follows ' + (r.leader_id || 'no known leader') + '; its consumers are served through the leader' : 'no leader known';
+    return ' <span class="badge role-' + esc(r.role) + '" title="' + esc(title) + '">' + esc(r.role.toUpperCase()) + '</span>';
+  }
+
+  function replCells(r) {
+    if (!r) { return '<td>–</td><td class="num">–</td><td class="num">–</td><td class="num">–</td><td class="num">–</td>'; }
+    return '<td class="repl-leader" title="' + esc(r.leader_address ? 'raft address ' + r.leader_address : '') + '">' + esc(r.leader_id || 'none') + '</td>' +
+      numCell(r.term) + numCell(r.commit_index) + numCell(r.applied_index) + numCell(r.lag, r.lag > 0 ? 'nonzero-warn' : '');
   }
 
   function nodeView(node) {
     document.title = node + ' · nsqadmin';
     app.innerHTML = breadcrumb([['Nodes', url('/nodes')], [node]]) +
-      '<div class="page-head"><h1><span>' + esc(node) + '</span><span class="subtitle" id="hostname"></span><span id="draining"></span></h1><div id="node-actions"></div></div>' +
+      '<div class="page-head"><h1><span>' + esc(node) + '</span><span class="subtitle" id="hostname"></span><span id="draining"></span><span id="role"></span></h1><div id="node-actions"></div></div>' +
       '<div class="banners" id="banners"></div>' +
-      '<div id="summary"></div><div id="blockers"></div><div id="topics"><div class="loading">Loading…</div></div>';
+      '<div id="summary"></div><div id="replication"></div><div id="blockers"></div><div id="topics"><div class="loading">Loading…</div></div>';
     $('#node-actions').addEventListener('click', function (e) {
       if (!e.target.closest('button[data-action="drain"]')) { return; }
       runAction({
@@ -931,6 +951,9 @@
         topics.forEach(function (t) { nch += (t.channels || []).length; });
         setHTML('hostname', d.hostname ? esc(d.hostname) + ' · nsqd v' + esc(d.version) : '');
         setHTML('draining', d.draining ? ' <span class="badge draining" title="since ' + esc(new Date(d.drain_started * 1000).toLocaleString()) + '">DRAINING</span>' : '');
+        setHTML('role', roleBadge(d.replication));
+        setHTML('replication', d.replication ? tableCard('Replica set', 'this node\'s view (GET /replication)', REPL_HEADERS,
+          '<tr>' + replCells(d.replication) + '</tr>', '') : '');
         setHTML('node-actions', IS_ADMIN && !d.draining ? '<div class="actions"><button class="btn btn-danger" data-action="drain">Drain Node</button></div>' : '');
         var bl = d.draining ? (d.blockers || []) : [];
         setHTML('blockers', !d.draining ? '' : tableCard('Drain', 'what still holds the drain', '<th>Topic</th><th>Channel</th><th class="num">Depth</th>' +
