@@ -39,13 +39,25 @@ func startReplicaSet(t *testing.T, size int) []*replica {
 	t.Helper()
 	var peers []string
 	rs := make([]*replica, size)
+	// A port is free only until it is closed again: never hand the same one
+	// out twice within the set (seen: one replica's TCP port on another's
+	// raft address).
+	used := map[string]bool{}
+	free := func(t *testing.T) string {
+		for {
+			if a := freeLoopbackAddr(t); !used[a] {
+				used[a] = true
+				return a
+			}
+		}
+	}
 	for i := range size {
 		o := testOptions(t)
-		o.TCPAddress, o.HTTPAddress = freeLoopbackAddr(t), freeLoopbackAddr(t)
+		o.TCPAddress, o.HTTPAddress = free(t), free(t)
 		o.BroadcastAddress = "127.0.0.1"
 		o.ID = int64(i + 1)
 		o.Logger = nsqlog.New(testWriter{t}, fmt.Sprintf("[nsqd%d] ", i+1), nsqlog.Info.Slog())
-		o.ReplicationAddress = freeLoopbackAddr(t)
+		o.ReplicationAddress = free(t)
 		peers = append(peers, fmt.Sprintf("%d@%s", i+1, o.ReplicationAddress))
 		rs[i] = &replica{t: t, opts: o}
 	}
