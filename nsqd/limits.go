@@ -444,7 +444,9 @@ func (c *Channel) dropOldest(l *limits) {
 		}
 		c.droppedCount.Add(uint64(len(msgs)))
 		if l.deadLetterDropped {
-			c.deadLetter(l, msgs, reasonMaxLen)
+			// The caller holds the topic's mu: the dead letters are
+			// published once it is released (Topic.publishDrops).
+			c.topic.queueDrops(c, l, msgs)
 			continue
 		}
 		for _, m := range msgs {
@@ -455,6 +457,37 @@ func (c *Channel) dropOldest(l *limits) {
 				c.log.Error("CHANNEL: failed to journal dropped messages", "err", err)
 			}
 		}
+	}
+}
+
+// pendingDrop is a batch dropped by drop-oldest, waiting to be
+// dead-lettered.
+type pendingDrop struct {
+	c    *Channel
+	l    *limits
+	msgs []*Message
+}
+
+// queueDrops keeps messages dropped from c for publishDrops. They are out
+// of c's queue but not finished: in --durable mode they stay in c's
+// journal until their dead letters are fsynced.
+func (t *Topic) queueDrops(c *Channel, l *limits, msgs []*Message) {
+	t.dropMu.Lock()
+	t.drops = append(t.drops, pendingDrop{c: c, l: l, msgs: msgs})
+	t.dropsPending.Store(true)
+	t.dropMu.Unlock()
+}
+
+// publishDrops dead-letters what drop-oldest queued. Callers hold no
+// topic or channel lock (it takes NSQD.mu and the dead-letter topic's).
+func (t *Topic) publishDrops() {
+	t.dropMu.Lock()
+	drops := t.drops
+	t.drops = nil
+	t.dropsPending.Store(false)
+	t.dropMu.Unlock()
+	for _, d := range drops {
+		d.c.deadLetter(d.l, d.msgs, reasonMaxLen)
 	}
 }
 

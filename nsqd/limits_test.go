@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -612,4 +613,133 @@ func FuzzUnwrapDeadLetter(f *testing.F) {
 			t.Fatalf("changed a body that is not an envelope: %q", b)
 		}
 	})
+}
+
+// Drop-oldest dead-letters what it drops only once the publisher has
+// released the source topic's mu (docs/architecture.md, "Lock order":
+// NSQD.mu comes before Topic.mu). The test holds NSQD.mu, as a topic
+// creation does, while a publish drops a message: the publisher must not
+// keep the source topic locked while it waits for NSQD.mu, or taking the
+// topic's mu under NSQD.mu (as deleting an ephemeral topic does) deadlocks.
+func TestLimitsDropOldestDeadLetterLockOrder(t *testing.T) {
+	n := startNSQD(t, testOptions(t))
+	c := mustChannel(t, n, "order", "c")
+	setConfig(t, n, "order", "c", "max_depth", "1", "overflow", "drop-oldest", "dead_letter_dropped", "true")
+	src, err := n.GetExistingTopic("order")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := src.publish([][]byte{[]byte("1")}, 0); err != nil {
+		t.Fatal(err)
+	}
+
+	n.mu.Lock() // a topic being created elsewhere
+	done := make(chan error, 1)
+	go func() { done <- src.publish([][]byte{[]byte("2")}, 0) }() // drops "1"
+	eventually(t, 5*time.Second, func() bool { return c.droppedCount.Load() == 1 }, "nothing dropped")
+	locked := false
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if src.mu.TryLock() {
+			locked = true
+			src.mu.Unlock()
+			break
+		}
+	}
+	n.mu.Unlock()
+	if !locked {
+		t.Fatal("the publisher kept the source topic locked while waiting for NSQD.mu to dead-letter")
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("publish did not return")
+	}
+	if cs := limStats(t, n, "order", "c"); cs.Depth != 1 || cs.DroppedCount != 1 || cs.DeadLetteredCount != 1 {
+		t.Fatalf("depth=%d dropped=%d dead-lettered=%d, want 1, 1, 1", cs.Depth, cs.DroppedCount, cs.DeadLetteredCount)
+	}
+	if dlq := n.Stats("order.c.dlq", "", false); len(dlq.Topics) != 1 || dlq.Topics[0].Depth != 1 {
+		t.Fatalf("dead-letter topic order.c.dlq: %+v", dlq.Topics)
+	}
+}
+
+// Stress: publishers drop (and dead-letter) while other goroutines delete
+// and recreate the dead-letter topic, add and remove channels of the source
+// topic, and rewrite nsqd.dat. Everything must finish within the deadline.
+func TestLimitsDropOldestDeadLetterStress(t *testing.T) {
+	n := startNSQD(t, testOptions(t))
+	mustChannel(t, n, "stress", "c")
+	setConfig(t, n, "stress", "c", "max_depth", "5", "overflow", "drop-oldest", "dead_letter_dropped", "true")
+	src, err := n.GetExistingTopic("stress")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var published atomic.Int64
+	for range 4 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if err := src.publish([][]byte{[]byte(strconv.Itoa(i))}, 0); err == nil {
+					published.Add(1)
+				}
+			}
+		})
+	}
+	wg.Go(func() { // the dead-letter topic goes and comes back
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_ = n.DeleteExistingTopic("stress.c.dlq")
+			time.Sleep(time.Millisecond)
+		}
+	})
+	wg.Go(func() { // Topic.mu for writing on the source topic
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := src.GetChannel("x" + strconv.Itoa(i%3)); err == nil {
+				_ = src.DeleteExistingChannel("x" + strconv.Itoa(i%3))
+			}
+		}
+	})
+	wg.Go(func() { // persistMu, NSQD.mu, then every Topic.mu
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_ = n.PersistMetadata()
+		}
+	})
+	time.Sleep(time.Second)
+	close(stop)
+	finished := make(chan struct{})
+	go func() { wg.Wait(); close(finished) }()
+	select {
+	case <-finished:
+	case <-time.After(20 * time.Second):
+		t.Fatal("deadlock: publishers, deletes or nsqd.dat writes did not finish")
+	}
+	cs := limStats(t, n, "stress", "c")
+	if published.Load() == 0 || cs.DroppedCount == 0 {
+		t.Fatalf("published=%d dropped=%d: the stress did not drop", published.Load(), cs.DroppedCount)
+	}
+	if cs.Depth > 5 {
+		t.Fatalf("depth %d past max_depth 5", cs.Depth)
+	}
 }

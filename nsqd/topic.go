@@ -60,6 +60,14 @@ type Topic struct {
 	depthBytes    atomic.Int64
 	rejectedCount atomic.Uint64
 	deadLetters   deathLog // origins of the dead letters published here
+
+	// Messages dropped by drop-oldest to be dead-lettered, queued under
+	// mu (read) and published once the publisher has released it
+	// (publishDrops), so no source lock is held while the dead-letter topic
+	// is looked up or created. dropsPending tells publishers there are some.
+	dropMu       sync.Mutex
+	drops        []pendingDrop
+	dropsPending atomic.Bool
 }
 
 func newTopic(n *NSQD, name string) (*Topic, error) {
@@ -162,6 +170,9 @@ func (t *Topic) putBatch(b *pubBatch, deliverAt int64) error {
 				}
 			}
 			t.mu.RUnlock()
+			if t.dropsPending.Load() {
+				t.publishDrops()
+			}
 			return errors.Join(errs...)
 		}
 		t.mu.RUnlock()
@@ -169,7 +180,17 @@ func (t *Topic) putBatch(b *pubBatch, deliverAt int64) error {
 	return t.put(b.messages(deliverAt))
 }
 
+// put hands messages to the channels or the backlog, then publishes what
+// drop-oldest queued for dead-lettering meanwhile (with t.mu released).
 func (t *Topic) put(msgs []*Message) error {
+	err := t.putLocking(msgs)
+	if t.dropsPending.Load() {
+		t.publishDrops()
+	}
+	return err
+}
+
+func (t *Topic) putLocking(msgs []*Message) error {
 	t.mu.RLock()
 	if t.exiting {
 		t.mu.RUnlock()
@@ -300,6 +321,9 @@ func (t *Topic) drain() {
 				chans = append(chans, t.chans...)
 			}
 			t.mu.RUnlock()
+			if t.dropsPending.Load() {
+				t.publishDrops()
+			}
 			if err == nil {
 				err = syncChannels(chans) // none unless durable
 			}
