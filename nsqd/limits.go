@@ -460,6 +460,32 @@ func (c *Channel) dropOldest(l *limits) {
 	}
 }
 
+// dropOldest bounds the topic's own buffer (while it has no channel or is
+// paused): it discards messages from the head of the memory backlog, then
+// of the disk queue, until the topic is within its limits. Deferred
+// messages are not dropped. Dropped messages are counted in dropped_count;
+// they are not dead-lettered (dead letters are per channel).
+func (t *Topic) dropOldest(l *limits) {
+	for {
+		var excess int64
+		if l.maxDepth > 0 {
+			excess = t.Depth() - l.maxDepth
+		}
+		if l.maxBytes > 0 && t.depthBytes.Load() > l.maxBytes {
+			excess = max(excess, 1)
+		}
+		if excess <= 0 {
+			return
+		}
+		msgs := t.popHead(int(min(excess, maxDeliverBatch)))
+		if len(msgs) == 0 {
+			return // what is left is deferred
+		}
+		t.commitDiskRead() // durable mode: the read from disk is final
+		t.droppedCount.Add(uint64(len(msgs)))
+	}
+}
+
 // pendingDrop is a batch dropped by drop-oldest, waiting to be
 // dead-lettered.
 type pendingDrop struct {
@@ -602,7 +628,7 @@ type LimitStats struct {
 }
 
 func (t *Topic) limitStats() LimitStats {
-	s := LimitStats{RejectedCount: t.rejectedCount.Load()}
+	s := LimitStats{RejectedCount: t.rejectedCount.Load(), DroppedCount: t.droppedCount.Load()}
 	if t.lim.Load() != nil {
 		e := t.effective(nil)
 		s.Config = &e

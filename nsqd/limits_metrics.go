@@ -8,6 +8,8 @@ import "github.com/prometheus/client_golang/prometheus"
 var (
 	descTopicRejected = prometheus.NewDesc("nsq_topic_rejected_total",
 		"Messages refused because the topic or one of its channels was full (overflow reject).", topicLabels, nil)
+	descTopicDropped = prometheus.NewDesc("nsq_topic_dropped_total",
+		"Messages dropped from the topic's own buffer (overflow drop-oldest while it has no channel or is paused).", topicLabels, nil)
 	descTopicDeadLetters = prometheus.NewDesc("nsq_topic_dead_letters_received_total",
 		"Dead letters published to this (dead-letter) topic.", topicLabels, nil)
 	descChannelDepthBytes = prometheus.NewDesc("nsq_channel_depth_bytes",
@@ -28,6 +30,9 @@ type emitFunc func(d *prometheus.Desc, typ prometheus.ValueType, v float64, labe
 func emitTopicLimits(emit emitFunc, t *TopicStats) {
 	if t.Config != nil || t.RejectedCount > 0 {
 		emit(descTopicRejected, prometheus.CounterValue, float64(t.RejectedCount), t.TopicName)
+	}
+	if t.DroppedCount > 0 {
+		emit(descTopicDropped, prometheus.CounterValue, float64(t.DroppedCount), t.TopicName)
 	}
 	if t.DeadLettersReceived > 0 {
 		emit(descTopicDeadLetters, prometheus.CounterValue, float64(t.DeadLettersReceived), t.TopicName)

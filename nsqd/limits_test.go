@@ -743,3 +743,47 @@ func TestLimitsDropOldestDeadLetterStress(t *testing.T) {
 		t.Fatalf("depth %d past max_depth 5", cs.Depth)
 	}
 }
+
+// A topic's own buffer with overflow drop-oldest is bounded: with no
+// channel, the oldest messages go (memory backlog first, then the disk
+// queue) and are counted on the topic in /stats and /metrics; the first
+// channel gets the newest ones.
+func TestLimitsDropOldestTopicBuffer(t *testing.T) {
+	o := testOptions(t)
+	o.MemQueueSize = 3 // the rest of the backlog goes to disk
+	n := startNSQD(t, o)
+	if _, err := n.GetTopic("tdrop"); err != nil {
+		t.Fatal(err)
+	}
+	setConfig(t, n, "tdrop", "", "max_depth", "10", "overflow", "drop-oldest")
+	p := newProducer(t, n)
+	for i := 1; i <= 25; i++ {
+		if err := p.Publish("tdrop", []byte(strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := n.Stats("tdrop", "", false)
+	if len(st.Topics) != 1 || st.Topics[0].Depth != 10 || st.Topics[0].DroppedCount != 15 {
+		t.Fatalf("topic stats: %+v, want depth 10 and dropped_count 15", st.Topics)
+	}
+	_, body := httpCall(t, n, "GET", "/stats?format=json&topic=tdrop", "")
+	if !strings.Contains(body, `"dropped_count":15`) {
+		t.Errorf("/stats JSON lacks dropped_count 15: %s", body)
+	}
+	_, metrics := httpCall(t, n, "GET", "/metrics", "")
+	if want := `nsq_topic_dropped_total{topic="tdrop"} 15`; !strings.Contains(metrics, want) {
+		t.Errorf("/metrics lacks %s", want)
+	}
+	var h orderedCollector
+	newConsumer(t, n, "tdrop", "c", &h, func(c *nsq.Config) { c.MaxInFlight = 1 })
+	eventually(t, 5*time.Second, func() bool { return len(h.get()) >= 10 }, "got %d", len(h.get()))
+	got := h.get()
+	slices.SortFunc(got, func(a, b string) int { x, _ := strconv.Atoi(a); y, _ := strconv.Atoi(b); return x - y })
+	var want []string
+	for i := 16; i <= 25; i++ {
+		want = append(want, strconv.Itoa(i))
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("consumer got %v, want 16..25", got)
+	}
+}

@@ -59,7 +59,8 @@ type Topic struct {
 	lim           atomic.Pointer[limits]
 	depthBytes    atomic.Int64
 	rejectedCount atomic.Uint64
-	deadLetters   deathLog // origins of the dead letters published here
+	droppedCount  atomic.Uint64 // drop-oldest on the topic's own buffer
+	deadLetters   deathLog      // origins of the dead letters published here
 
 	// Messages dropped by drop-oldest to be dead-lettered, queued under
 	// mu (read) and published once the publisher has released it
@@ -258,6 +259,12 @@ func copyMessages(msgs []*Message) []*Message {
 func (t *Topic) putBacklog(msgs []*Message) error {
 	var overflow []*Message
 	memMax := t.memQueueSize()
+	l := t.lim.Load()
+	if l != nil && l.dropOldest && t.backendDepth() > 0 {
+		// Drop-oldest drops from memory first: keep memory older than
+		// the disk queue, so what it drops is the oldest.
+		memMax = 0
+	}
 	t.backlogMu.Lock()
 	for _, m := range msgs {
 		switch {
@@ -273,13 +280,18 @@ func (t *Topic) putBacklog(msgs []*Message) error {
 		}
 	}
 	t.backlogMu.Unlock()
-	if t.lim.Load() != nil {
+	if l != nil {
 		t.depthBytes.Add(bodyBytes(msgs))
 	}
-	if len(overflow) == 0 || t.backend == nil {
-		return nil
+	if len(overflow) > 0 && t.backend != nil {
+		if err := t.nsqd.writeBackend(t.backend, overflow); err != nil {
+			return err
+		}
 	}
-	return t.nsqd.writeBackend(t.backend, overflow)
+	if l != nil && l.dropOldest && (l.maxDepth > 0 || l.maxBytes > 0) {
+		t.dropOldest(l)
+	}
+	return nil
 }
 
 // startDrainLocked starts the drain goroutine if there is a backlog to move.
