@@ -303,15 +303,21 @@ func (t *Topic) setOverrides(channel string, l Limits) error {
 func (t *Topic) refreshLimitsLocked() {
 	n := t.nsqd
 	tl := n.resolve(t.name, "", &t.overrides, nil).compile()
-	guard := &topicGuard{own: tl}
+	guard := &topicGuard{}
+	if tl != nil && tl.rejects() {
+		guard.own = tl
+	}
 	for _, c := range t.chans {
 		cl := n.resolve(t.name, c.name, &t.overrides, &c.overrides).compile()
 		c.lim.Store(cl)
 		if cl != nil && cl.rejects() && !c.ephemeral {
 			guard.reject = append(guard.reject, c)
 		}
+		if cl != nil && cl.dropOldest && cl.deadLetterDropped {
+			guard.dropDL = true
+		}
 	}
-	if (tl == nil || !tl.rejects()) && len(guard.reject) == 0 {
+	if guard.own == nil && len(guard.reject) == 0 && !guard.dropDL {
 		guard = nil
 	}
 	t.guard.Store(guard)
@@ -320,9 +326,12 @@ func (t *Topic) refreshLimitsLocked() {
 
 // topicGuard is what a publish must check before enqueuing anything: the
 // topic's own buffer and the channels whose full queue rejects publishes.
+// dropDL: a channel's drop-oldest dead-letters, so publishers publish
+// what it queued (publishDrops) after a put.
 type topicGuard struct {
-	own    *limits
+	own    *limits // nil unless the topic's own buffer rejects
 	reject []*Channel
+	dropDL bool
 }
 
 // QueueFullError is a publish refused by a full topic or channel (overflow

@@ -600,6 +600,9 @@ func (n *NSQD) queueScanLoop(ctx context.Context) {
 				c.processDeferred(now)
 				c.sweepExpired(now)
 			}
+			if t.dropsPending.Load() { // left by a publish that raced a limits change
+				t.publishDrops()
+			}
 		}
 		for _, c := range n.clientList() {
 			c.processTimeouts(now)

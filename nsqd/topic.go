@@ -126,7 +126,8 @@ func (t *Topic) publishReserved(bodies [][]byte, idStart int64, deferred time.Du
 	for _, body := range bodies {
 		size += uint64(len(body))
 	}
-	if g := t.guard.Load(); g != nil {
+	g := t.guard.Load()
+	if g != nil && (g.own != nil || len(g.reject) > 0) {
 		if err := t.admit(g, len(bodies), int64(size)); err != nil {
 			return err
 		}
@@ -149,7 +150,11 @@ func (t *Topic) publishReserved(bodies [][]byte, idStart int64, deferred time.Du
 	if deferred > 0 {
 		deliverAt = b.timestamp + int64(deferred)
 	}
-	if err := t.putBatch(b, deliverAt); err != nil {
+	err := t.putBatch(b, deliverAt)
+	if g != nil && g.dropDL && t.dropsPending.Load() {
+		t.publishDrops()
+	}
+	if err != nil {
 		return err
 	}
 	t.messageCount.Add(uint64(len(bodies)))
@@ -171,9 +176,6 @@ func (t *Topic) putBatch(b *pubBatch, deliverAt int64) error {
 				}
 			}
 			t.mu.RUnlock()
-			if t.dropsPending.Load() {
-				t.publishDrops()
-			}
 			return errors.Join(errs...)
 		}
 		t.mu.RUnlock()
@@ -181,17 +183,10 @@ func (t *Topic) putBatch(b *pubBatch, deliverAt int64) error {
 	return t.put(b.messages(deliverAt))
 }
 
-// put hands messages to the channels or the backlog, then publishes what
-// drop-oldest queued for dead-lettering meanwhile (with t.mu released).
+// put hands messages to the channels or the backlog. What drop-oldest
+// queued for dead-lettering meanwhile is published by the caller once no
+// lock is held (publishReserved, the drain, loadDeferred, the queue scan).
 func (t *Topic) put(msgs []*Message) error {
-	err := t.putLocking(msgs)
-	if t.dropsPending.Load() {
-		t.publishDrops()
-	}
-	return err
-}
-
-func (t *Topic) putLocking(msgs []*Message) error {
 	t.mu.RLock()
 	if t.exiting {
 		t.mu.RUnlock()
@@ -354,7 +349,11 @@ func (t *Topic) drain() {
 			t.addBytes(-bodyBytes(buf))
 		}
 		if len(buf) > 0 {
-			if err := t.put(buf); err != nil {
+			err := t.put(buf)
+			if t.dropsPending.Load() {
+				t.publishDrops()
+			}
+			if err != nil {
 				// Durable mode: not committed, so a restart reads them again.
 				t.log.Error("TOPIC: failed to pass messages from disk to channels", "err", err)
 			} else {
@@ -692,7 +691,11 @@ func (t *Topic) loadDeferred() {
 	if len(msgs) == 0 {
 		return
 	}
-	if err := t.put(msgs); err != nil { // durable mode: journaled and synced
+	err = t.put(msgs)
+	if t.dropsPending.Load() {
+		t.publishDrops()
+	}
+	if err != nil { // durable mode: journaled and synced
 		t.log.Error("TOPIC: failed to restore deferred messages", "err", err)
 		return
 	}
