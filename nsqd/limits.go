@@ -432,18 +432,26 @@ func (c *Channel) afterPut(l *limits, size int64) {
 	}
 }
 
+// excess is how many messages drop-oldest removes from a queue holding
+// depth messages of bytes body bytes: what passes max_depth, or at least
+// one while max_bytes is passed (sizes are known only once popped).
+func (l *limits) excess(depth, bytes int64) int64 {
+	var n int64
+	if l.maxDepth > 0 {
+		n = depth - l.maxDepth
+	}
+	if l.maxBytes > 0 && bytes > l.maxBytes {
+		n = max(n, 1)
+	}
+	return n
+}
+
 // dropOldest removes messages from the head of the queue (the disk queue
 // first when it has any, as it holds what spilled past a full memory
 // queue) until the channel is within its limits.
 func (c *Channel) dropOldest(l *limits) {
 	for {
-		var excess int64
-		if l.maxDepth > 0 {
-			excess = c.limitDepth() - l.maxDepth
-		}
-		if l.maxBytes > 0 && c.depthBytes.Load() > l.maxBytes {
-			excess = max(excess, 1)
-		}
+		excess := l.excess(c.limitDepth(), c.depthBytes.Load())
 		if excess <= 0 {
 			return
 		}
@@ -476,13 +484,7 @@ func (c *Channel) dropOldest(l *limits) {
 // they are not dead-lettered (dead letters are per channel).
 func (t *Topic) dropOldest(l *limits) {
 	for {
-		var excess int64
-		if l.maxDepth > 0 {
-			excess = t.Depth() - l.maxDepth
-		}
-		if l.maxBytes > 0 && t.depthBytes.Load() > l.maxBytes {
-			excess = max(excess, 1)
-		}
+		excess := l.excess(t.Depth(), t.depthBytes.Load())
 		if excess <= 0 {
 			return
 		}
