@@ -21,7 +21,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -553,24 +552,10 @@ cluster {
 	}
 	defer logf.Close()
 	s := &server{impl: "nats", dir: dir, tcpAddr: "127.0.0.1:" + strconv.Itoa(port), exited: make(chan struct{}), logFile: dir + "/server.log"}
-	s.cmd = exec.Command(bin, "-c", dir+"/server.conf")
-	s.cmd.Stdout, s.cmd.Stderr = logf, logf
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	live.Lock()
-	if err := s.cmd.Start(); err != nil {
-		live.Unlock()
+	if err := s.launch(exec.Command(bin, "-c", dir+"/server.conf"), logf); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	if live.m == nil {
-		live.m = map[*server]bool{}
-	}
-	live.m[s] = true
-	live.Unlock()
-	go func() {
-		s.waitErr = s.cmd.Wait()
-		close(s.exited)
-	}()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		select {

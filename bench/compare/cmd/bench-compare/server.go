@@ -104,26 +104,10 @@ func tryStart(ctx context.Context, impl, bin string, memQueue int64, extra []str
 		args = append(args, "--mem-queue-size="+strconv.FormatInt(memQueue, 10))
 	}
 	args = append(args, extra...)
-	s.cmd = exec.Command(bin, args...)
-	s.cmd.Stdout, s.cmd.Stderr = logf, logf
-	// The child dies with the harness; it inherits RLIMIT_NOFILE as raised
-	// in main (syscall.Setrlimit, so os/exec does not restore the old one).
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	live.Lock()
-	if err := s.cmd.Start(); err != nil {
-		live.Unlock()
+	if err := s.launch(exec.Command(bin, args...), logf); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	if live.m == nil {
-		live.m = map[*server]bool{}
-	}
-	live.m[s] = true
-	live.Unlock()
-	go func() {
-		s.waitErr = s.cmd.Wait()
-		close(s.exited)
-	}()
 
 	deadline := time.Now().Add(15 * time.Second)
 	for {
@@ -452,4 +436,28 @@ func selfCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// launch starts cmd as s's process, logging to logf, and records it as live
+// until it exits (s.exited). The child dies with the harness; it inherits
+// RLIMIT_NOFILE as raised in main (syscall.Setrlimit, so os/exec does not
+// restore the old one).
+func (s *server) launch(cmd *exec.Cmd, logf *os.File) error {
+	s.cmd = cmd
+	s.cmd.Stdout, s.cmd.Stderr = logf, logf
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	live.Lock()
+	defer live.Unlock()
+	if err := s.cmd.Start(); err != nil {
+		return err
+	}
+	if live.m == nil {
+		live.m = map[*server]bool{}
+	}
+	live.m[s] = true
+	go func() {
+		s.waitErr = s.cmd.Wait()
+		close(s.exited)
+	}()
+	return nil
 }
