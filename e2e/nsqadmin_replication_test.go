@@ -78,6 +78,32 @@ func TestAdminBrowserReplicaSet(t *testing.T) {
 		t.Errorf("nsqadmin /api/topics/orders/billing = %d, depth %v, want %d", status, ch["depth"], published)
 	}
 
+	// Message totals: each published message counts once per set (the
+	// follower that took the publishes counts them on the topic, the leader
+	// on the channel). A consumer on the follower holds 3 messages in
+	// flight, which its relay holds in flight on the leader: the set has 3
+	// in flight, not 6.
+	const held = 3
+	c := nsqtest.DialV2(t, follower.tcp)
+	c.Command("SUB orders billing")
+	c.Expect(nsqtest.FrameTypeResponse, "OK")
+	c.Command(fmt.Sprintf("RDY %d", held))
+	for range held {
+		c.ExpectMessage()
+	}
+	var top, billing map[string]any
+	defer func() {
+		if t.Failed() {
+			t.Logf("nsqadmin topic %s\nchannel %s", mustJSON(t, top), mustJSON(t, billing))
+		}
+	}()
+	nsqtest.Eventually(t, adminTimeout, func() bool {
+		_, top = adminJSON(t, http.MethodGet, base+"/api/topics/orders", "")
+		_, billing = adminJSON(t, http.MethodGet, base+"/api/topics/orders/billing", "")
+		return top["message_count"] == float64(published) && billing["message_count"] == float64(published) &&
+			billing["in_flight_count"] == float64(held) && billing["depth"] == float64(published-held)
+	}, fmt.Sprintf("nsqadmin's totals of the set: messages %d, in flight %d, depth %d", published, held, published-held))
+
 	b := newBrowser(t)
 	b.run("open nodes", chromedp.Navigate(base+"/nodes"))
 	b.poll("one LEADER and two FOLLOWER badges", `document.querySelectorAll('.badge.role-leader').length === 1 && document.querySelectorAll('.badge.role-follower').length === 2`)

@@ -2,6 +2,7 @@ package clusterinfo
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
 	"time"
 )
@@ -10,6 +11,12 @@ import (
 func convertTopics(p *Producer, s *nsqdStats) []*TopicStats {
 	node := p.Node()
 	now := time.Now()
+	var set string
+	var leads bool
+	if r := s.Replication; r != nil && r.LeaderID != "" {
+		set = fmt.Sprintf("%s/%d", r.LeaderID, r.Term)
+		leads = r.Role == "leader" && r.ID == r.LeaderID
+	}
 	topics := make([]*TopicStats, 0, len(s.Topics))
 	for _, t := range s.Topics {
 		ts := &TopicStats{
@@ -52,6 +59,8 @@ func convertTopics(p *Producer, s *nsqdStats) []*TopicStats {
 				RejectedCount:        c.RejectedCount,
 				DroppedCount:         c.DroppedCount,
 				ExpiredCount:         c.ExpiredCount,
+				replicaSet:           set,
+				replicaLeader:        leads,
 			}
 			if c.Clients != nil {
 				cs.Clients = make([]*ClientStats, 0, len(c.Clients))
@@ -193,19 +202,36 @@ func aggregateTopic(name string, nodes []*TopicStats) *TopicStats {
 
 // aggregateChannel merges the per-node objects of one channel (node "*").
 // Its clients are all the nodes' clients.
+//
+// Replica sets (docs/replication.md, "nsqadmin"): a follower's in-flight
+// and deferred messages are ones its relay holds in flight on the leader,
+// so a set whose leader is among nodes counts in-flight and deferred from
+// the leader only. Everything else, and every unreplicated node, is summed
+// as in NSQ.
 func aggregateChannel(topic, channel string, nodes []*ChannelStats) *ChannelStats {
 	slices.SortFunc(nodes, func(a, b *ChannelStats) int {
 		return cmp.Or(cmp.Compare(a.Hostname, b.Hostname), cmp.Compare(a.Node, b.Node))
 	})
 	agg := &ChannelStats{Node: "*", TopicName: topic, ChannelName: channel, Nodes: nodes}
+	var led map[string]bool // replica sets whose leader is among nodes
+	for _, n := range nodes {
+		if n.replicaLeader {
+			if led == nil {
+				led = map[string]bool{}
+			}
+			led[n.replicaSet] = true
+		}
+	}
 	var es []*E2eLatency
 	for _, n := range nodes {
 		agg.Depth += n.Depth
 		agg.MemoryDepth += n.MemoryDepth
 		agg.BackendDepth += n.BackendDepth
 		agg.BackendSkipped.add(n.BackendSkipped)
-		agg.InFlightCount += n.InFlightCount
-		agg.DeferredCount += n.DeferredCount
+		if n.replicaLeader || !led[n.replicaSet] {
+			agg.InFlightCount += n.InFlightCount
+			agg.DeferredCount += n.DeferredCount
+		}
 		agg.RequeueCount += n.RequeueCount
 		agg.TimeoutCount += n.TimeoutCount
 		agg.MessageCount += n.MessageCount

@@ -126,6 +126,12 @@ type ChannelStats struct {
 	RejectedCount     int64          `json:"rejected_count,omitempty"`
 	DroppedCount      int64          `json:"dropped_count,omitempty"`
 	ExpiredCount      int64          `json:"expired_count,omitempty"`
+
+	// replicaSet names the replica set of the node (its leader and term;
+	// "" when not replicated) and replicaLeader says the node leads it:
+	// aggregates take a set's in-flight and deferred counts from its leader.
+	replicaSet    string
+	replicaLeader bool
 }
 
 // ChannelLimits are the effective limits an nsqd reports for a channel.
@@ -208,6 +214,16 @@ type nsqdStats struct {
 	Health  string      `json:"health"`
 	Topics  []nsqdTopic `json:"topics"`
 	Memory  *nsqdMemory `json:"memory"`
+	// Replication is set by a replica (docs/replication.md): the parts of
+	// its set view the aggregates need.
+	Replication *nsqdReplication `json:"replication"`
+}
+
+type nsqdReplication struct {
+	ID       string `json:"id"`
+	Role     string `json:"role"`
+	LeaderID string `json:"leader_id"`
+	Term     uint64 `json:"term"`
 }
 
 type nsqdMemory struct {
