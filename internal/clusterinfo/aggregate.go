@@ -203,7 +203,8 @@ func aggregateTopic(name string, nodes []*TopicStats) *TopicStats {
 // aggregateChannel merges the per-node objects of one channel (node "*").
 // Its clients are all the nodes' clients.
 //
-// Replica sets (docs/replication.md, "nsqadmin"): a follower's in-flight
+// Replica sets (docs/replication.md, "nsqadmin: totals counted once per
+// set"): a follower's in-flight
 // and deferred messages are ones its relay holds in flight on the leader,
 // so a set whose leader is among nodes counts in-flight and deferred from
 // the leader only. Everything else, and every unreplicated node, is summed

@@ -7,7 +7,8 @@ import (
 	"testing"
 )
 
-// A replica set (docs/replication.md, "nsqadmin"): leader 1 and followers 2
+// A replica set (docs/replication.md, "nsqadmin: totals counted once per
+// set"): leader 1 and followers 2
 // and 3, plus one unreplicated nsqd. 4 messages were published to the
 // leader and 3 to follower 2 (a topic counts the publishes it accepted from
 // clients; the leader's channel counts every message it queued). The leader
