@@ -204,11 +204,10 @@ func aggregateTopic(name string, nodes []*TopicStats) *TopicStats {
 // Its clients are all the nodes' clients.
 //
 // Replica sets (docs/replication.md, "nsqadmin: totals counted once per
-// set"): a follower's in-flight
-// and deferred messages are ones its relay holds in flight on the leader,
-// so a set whose leader is among nodes counts in-flight and deferred from
-// the leader only. Everything else, and every unreplicated node, is summed
-// as in NSQ.
+// set"): a follower's in-flight and deferred messages are ones its relay
+// holds in flight on the leader, so a set whose leader is among nodes
+// counts in-flight and deferred from the leader only. Everything else, and
+// every unreplicated node, is summed as in NSQ.
 func aggregateChannel(topic, channel string, nodes []*ChannelStats) *ChannelStats {
 	slices.SortFunc(nodes, func(a, b *ChannelStats) int {
 		return cmp.Or(cmp.Compare(a.Hostname, b.Hostname), cmp.Compare(a.Node, b.Node))
