@@ -3,6 +3,7 @@ package nsqd
 import (
 	"bytes"
 	"cmp"
+	"context"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -58,7 +59,15 @@ type replicaSet struct {
 	relaySync sync.Mutex
 	relayMu   sync.RWMutex
 	relays    map[relayKey]*relay
-	// relayWarned is when a failed relay dial was last logged; relaySync.
+	// relayGen counts stopRelays calls and relayCancel aborts the dials of
+	// the current syncRelays (both under relaySync): a relay dialled before
+	// a Sync is never installed after it.
+	relayGen    uint64
+	relayCancel context.CancelFunc
+	// relayTarget, when set (tests), replaces the leader's TCP address.
+	relayTarget atomic.Pointer[string]
+	// relayWarned is when a failed relay dial was last logged; relayLoop
+	// only.
 	relayWarned time.Time
 	exit        chan struct{} // closed by close: stops relayLoop
 	wg          sync.WaitGroup

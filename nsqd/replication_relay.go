@@ -2,6 +2,8 @@ package nsqd
 
 import (
 	"bufio"
+	"cmp"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -10,6 +12,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -41,7 +44,7 @@ type relay struct {
 	addr string // the leader's TCP address
 	c    *Channel
 	conn net.Conn
-	rdy  int64 // last RDY sent; relayLoop only
+	rdy  atomic.Int64 // last RDY sent; written by relayLoop only
 
 	wmu sync.Mutex // guards w
 	w   *bufio.Writer
@@ -77,14 +80,24 @@ func (r *replicaSet) leaderTCPAddr() string {
 	return tcp
 }
 
-// syncRelays starts, retargets and stops relays. It runs under relaySync,
-// which Sync also takes: a relay never empties a channel that Sync has just
-// filled on a new leader. Nothing under relaySync takes FSM.mu (Sync holds
-// it while it waits for relaySync).
+// syncRelays starts, retargets and stops relays. No lock is held across
+// network I/O: under relaySync it decides which relays go and which are
+// wanted, then releases it; each missing relay is dialled and handshaken
+// with no lock held (under a context that stopRelays cancels), then
+// installed under relaySync again only if nothing changed meanwhile (no
+// Sync, same leader, still wanted); RDY is written outside relaySync
+// (relay.wmu only). relaySync is taken by Sync too: a relay never empties
+// a channel that Sync has just filled on a new leader, and one dialled
+// before a Sync is never installed after it. Nothing under relaySync takes
+// FSM.mu (Sync holds it while it waits for relaySync).
 func (r *replicaSet) syncRelays() {
-	target := r.leaderTCPAddr()
+	target := r.currentRelayTarget()
+	type dial struct {
+		k relayKey
+		c *Channel
+	}
+	var dials []dial
 	r.relaySync.Lock()
-	defer r.relaySync.Unlock()
 	if r.dispatching.Load() {
 		target = ""
 	}
@@ -113,7 +126,7 @@ func (r *replicaSet) syncRelays() {
 		}
 		r.setRelay(k, nil)
 		rl.close()
-		<-rl.done
+		<-rl.done // the reader ends at once: its connection is closed
 		if !r.dispatching.Load() {
 			// What it delivered locally and was not finished comes
 			// again from the next leader.
@@ -124,36 +137,89 @@ func (r *replicaSet) syncRelays() {
 		}
 	}
 	for k, c := range want {
-		rl := r.relays[k]
-		if rl == nil {
-			var err error
-			if rl, err = r.dialRelay(k, c, target); err != nil {
-				// Until an election settles the leader may be known
-				// but gone: warn once a second, not every attempt.
-				if now := time.Now(); now.Sub(r.relayWarned) >= time.Second {
-					r.relayWarned = now
-					c.log.Warn("REPLICATION: cannot relay from the leader", "leader", target, "err", err)
-				}
-				continue
-			}
-			r.setRelay(k, rl)
+		if r.relays[k] == nil {
+			dials = append(dials, dial{k, c})
 		}
+	}
+	gen := r.relayGen
+	ctx, cancel := context.WithCancel(context.Background())
+	r.relayCancel = cancel
+	r.relaySync.Unlock()
+	defer cancel()
+
+	for _, d := range dials {
+		rl, br, err := r.dialRelay(ctx, d.k, d.c, target)
+		if err != nil {
+			if ctx.Err() != nil {
+				return // a Sync or stopRelays came: decide again next tick
+			}
+			// Until an election settles the leader may be known but
+			// gone: warn once a second, not every attempt.
+			if now := time.Now(); now.Sub(r.relayWarned) >= time.Second {
+				r.relayWarned = now
+				d.c.log.Warn("REPLICATION: cannot relay from the leader", "leader", target, "err", err)
+			}
+			continue
+		}
+		now := r.currentRelayTarget() // takes FSM.mu: not under relaySync
+		r.relaySync.Lock()
+		ok := r.relayGen == gen && !r.dispatching.Load() && r.relays[d.k] == nil &&
+			target == now && len(d.c.clientList()) > 0
+		if ok {
+			r.setRelay(d.k, rl)
+			go rl.read(br) // ends when conn is closed; waited for through done
+		}
+		r.relaySync.Unlock()
+		if !ok {
+			// Not wanted any more: never read from (RDY 0, nothing was
+			// delivered). After a Sync the next dials fail at once (ctx).
+			rl.close()
+		}
+	}
+
+	// RDY: the sum of the local subscribers' RDY, written with no lock
+	// but relay.wmu held. A relay stopped meanwhile fails the write
+	// (closed connection) and is gone next tick.
+	r.relayMu.RLock()
+	rls := make([]*relay, 0, len(r.relays))
+	for _, rl := range r.relays {
+		rls = append(rls, rl)
+	}
+	r.relayMu.RUnlock()
+	for _, rl := range rls {
 		var rdy int64
-		for _, cl := range c.clientList() {
+		for _, cl := range rl.c.clientList() {
 			rdy += cl.rdy.Load()
 		}
 		rdy = min(rdy, r.n.opts.MaxRdyCount)
-		if rdy != rl.rdy {
-			rl.rdy = rdy
+		if rdy != rl.rdy.Load() {
+			rl.rdy.Store(rdy)
 			rl.send(fmt.Sprintf("RDY %d\n", rdy))
 		}
 	}
 }
 
-// stopRelays ends every relay (the local channels keep what they hold).
+// currentRelayTarget is the address relays should follow now. It may take
+// FSM.mu: never call it under relaySync.
+func (r *replicaSet) currentRelayTarget() string {
+	if p := r.relayTarget.Load(); p != nil {
+		return *p
+	}
+	return r.leaderTCPAddr()
+}
+
+// stopRelays ends every relay (the local channels keep what they hold) and
+// aborts a dial in progress without waiting for it: the dialled relay is
+// not installed (relayGen changed). relaySync is never held across network
+// I/O, so this waits only for local work (a relay's reader ends as soon as
+// its connection is closed).
 func (r *replicaSet) stopRelays() {
 	r.relaySync.Lock()
 	defer r.relaySync.Unlock()
+	r.relayGen++
+	if r.relayCancel != nil {
+		r.relayCancel()
+	}
 	for k, rl := range r.relays {
 		r.setRelay(k, nil)
 		rl.close()
@@ -183,13 +249,17 @@ func (r *replicaSet) relayFinish(c *Channel, id MessageID) {
 	}
 }
 
-// dialRelay connects to the leader, identifies, subscribes and starts the
-// reader (RDY 0 until syncRelays sets it).
-func (r *replicaSet) dialRelay(k relayKey, c *Channel, addr string) (*relay, error) {
-	conn, err := net.DialTimeout("tcp", addr, time.Second)
+// dialRelay connects to the leader, identifies and subscribes (RDY 0
+// until syncRelays sets it). It runs with no lock held; cancelling ctx
+// aborts the dial and closes the connection during the handshake. The
+// caller starts the reader (rl.read(br)) once it installs the relay.
+func (r *replicaSet) dialRelay(ctx context.Context, k relayKey, c *Channel, addr string) (*relay, *bufio.Reader, error) {
+	conn, err := (&net.Dialer{Timeout: time.Second}).DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
 	rl := &relay{key: k, addr: addr, c: c, conn: conn, w: bufio.NewWriter(conn), done: make(chan struct{})}
 	br := bufio.NewReaderSize(conn, 64<<10)
 	ident, _ := json.Marshal(map[string]any{
@@ -205,7 +275,7 @@ func (r *replicaSet) dialRelay(k relayKey, c *Channel, addr string) (*relay, err
 	b = append(b, "SUB "+k.topic+" "+k.channel+"\n"...)
 	if _, err := conn.Write(b); err != nil {
 		conn.Close()
-		return nil, err
+		return nil, nil, cmp.Or(ctx.Err(), err)
 	}
 	for _, what := range []string{"IDENTIFY", "SUB"} {
 		ft, data, err := readRelayFrame(br)
@@ -214,12 +284,14 @@ func (r *replicaSet) dialRelay(k relayKey, c *Channel, addr string) (*relay, err
 		}
 		if err != nil {
 			conn.Close()
-			return nil, err
+			return nil, nil, cmp.Or(ctx.Err(), err)
 		}
 	}
+	if !stop() {
+		return nil, nil, ctx.Err() // cancelled as the handshake ended: conn is closed
+	}
 	conn.SetDeadline(time.Time{})
-	go rl.read(br) // ends when conn is closed; waited for through done
-	return rl, nil
+	return rl, br, nil
 }
 
 const (

@@ -566,3 +566,94 @@ func TestReplicationHealthNoLeader(t *testing.T) {
 		t.Errorf("/metrics lacks nsq_health_condition{condition=\"replication\"} 1")
 	}
 }
+
+// TestReplicationSyncDoesNotWaitForRelayDial: a follower's relay dialling a
+// leader that accepts and never answers (a hung leader: the handshake
+// waits up to its 2 s deadline) holds no lock that Sync needs, so Sync (run
+// by raft's FSM goroutine with FSM.mu held, on every leader change or
+// restore) completes at once and aborts the dial in progress
+// (docs/architecture.md, "Known exceptions").
+func TestReplicationSyncDoesNotWaitForRelayDial(t *testing.T) {
+	rs := startReplicaSet(t, 3)
+	l := leaderOf(t, rs)
+	var f *replica
+	for _, r := range rs {
+		if r != l {
+			f = r
+			break
+		}
+	}
+	hung, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hung.Close()
+	accepted := make(chan net.Conn, 64)
+	go func() {
+		for {
+			c, err := hung.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c // held open, never answered
+		}
+	}()
+	defer func() {
+		hung.Close()
+		for {
+			select {
+			case c := <-accepted:
+				c.Close()
+			default:
+				return
+			}
+		}
+	}()
+	repl := f.n.repl.Load()
+	addr := hung.Addr().String()
+	repl.relayTarget.Store(&addr)
+
+	pc := dialRaw(t, l.n)
+	pc.send("PUB hung", []byte("m"))
+	pc.expect(0, "OK")
+	c := dialRaw(t, f.n)
+	c.send("SUB hung work")
+	c.expect(0, "OK")
+	c.send("RDY 1")
+
+	var conn net.Conn
+	select {
+	case conn = <-accepted:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the follower never dialled its relay")
+	}
+	defer conn.Close()
+	// The relay is now in its handshake with the hung "leader".
+	start := time.Now()
+	repl.Sync(repl.node.FSM().View(false), false)
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("Sync took %v behind a relay's handshake with a hung leader (want well under the 2 s handshake deadline)", d)
+	}
+	// The dial in progress was aborted: its connection closes before the
+	// handshake deadline.
+	start = time.Now()
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b := make([]byte, 4096)
+	for {
+		if _, err := conn.Read(b); err != nil {
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				t.Fatal("the relay's connection to the hung leader was never closed")
+			}
+			break
+		}
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("the aborted dial's connection closed after %v (want well under the 2 s handshake deadline)", d)
+	}
+	repl.relayTarget.Store(nil)
+	// With the real leader again, the relay delivers.
+	m := c.readMsg(15 * time.Second)
+	if m.body != "m" {
+		t.Fatalf("got %q through the relay, want %q", m.body, "m")
+	}
+}
