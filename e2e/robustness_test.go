@@ -32,6 +32,8 @@ import (
 
 	"github.com/nsqclone/nsq/internal/nsqtest"
 	"github.com/nsqio/go-nsq"
+
+	"github.com/nsqclone/nsq/internal/protocol"
 )
 
 // ---------------------------------------------------------------------------
@@ -184,19 +186,7 @@ func rbStartLookupd(t *testing.T) (p *nsqtest.Process, tcpAddr, httpAddr string)
 
 // rbReadFrame reads one nsqd frame from r.
 func rbReadFrame(r io.Reader) (int32, []byte, error) {
-	var hdr [8]byte
-	if _, err := io.ReadFull(r, hdr[:]); err != nil {
-		return 0, nil, err
-	}
-	size := binary.BigEndian.Uint32(hdr[:4])
-	if size < 4 || size > 16<<20 {
-		return 0, nil, fmt.Errorf("bad frame size %d", size)
-	}
-	data := make([]byte, size-4)
-	if _, err := io.ReadFull(r, data); err != nil {
-		return 0, nil, err
-	}
-	return int32(binary.BigEndian.Uint32(hdr[4:])), data, nil
+	return protocol.ReadFrame(r, 16<<20)
 }
 
 // rbParallel runs f(0..count-1) on workers goroutines and returns how many

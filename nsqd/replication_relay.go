@@ -8,12 +8,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/nsqclone/nsq/internal/protocol"
 )
 
 // Consumers on followers (docs/replication.md, "Consuming"). Only the
@@ -278,8 +279,8 @@ func (r *replicaSet) dialRelay(ctx context.Context, k relayKey, c *Channel, addr
 		return nil, nil, cmp.Or(ctx.Err(), err)
 	}
 	for _, what := range []string{"IDENTIFY", "SUB"} {
-		ft, data, err := readRelayFrame(br)
-		if err == nil && (ft != frameTypeResponse || string(data) != "OK") {
+		ft, data, err := protocol.ReadFrame(br, 1<<30)
+		if err == nil && (ft != protocol.FrameTypeResponse || string(data) != "OK") {
 			err = fmt.Errorf("%s answered %q", what, data)
 		}
 		if err != nil {
@@ -292,28 +293,6 @@ func (r *replicaSet) dialRelay(ctx context.Context, k relayKey, c *Channel, addr
 	}
 	conn.SetDeadline(time.Time{})
 	return rl, br, nil
-}
-
-const (
-	frameTypeResponse = 0
-	frameTypeError    = 1
-	frameTypeMessage  = 2
-)
-
-func readRelayFrame(r *bufio.Reader) (int32, []byte, error) {
-	var hdr [8]byte
-	if _, err := io.ReadFull(r, hdr[:]); err != nil {
-		return 0, nil, err
-	}
-	size := binary.BigEndian.Uint32(hdr[:4])
-	if size < 4 || size > 1<<30 {
-		return 0, nil, fmt.Errorf("bad frame size %d", size)
-	}
-	data := make([]byte, size-4)
-	if _, err := io.ReadFull(r, data); err != nil {
-		return 0, nil, err
-	}
-	return int32(binary.BigEndian.Uint32(hdr[4:])), data, nil
 }
 
 func (rl *relay) send(line string) {
@@ -334,19 +313,19 @@ func (rl *relay) read(br *bufio.Reader) {
 	defer rl.conn.Close()
 	for {
 		rl.conn.SetReadDeadline(time.Now().Add(15 * time.Second))
-		ft, data, err := readRelayFrame(br)
+		ft, data, err := protocol.ReadFrame(br, 1<<30)
 		if err != nil {
 			rl.err = err
 			return
 		}
 		switch ft {
-		case frameTypeResponse:
+		case protocol.FrameTypeResponse:
 			if string(data) == "_heartbeat_" {
 				rl.send("NOP\n")
 			}
-		case frameTypeError:
+		case protocol.FrameTypeError:
 			rl.c.log.Warn("REPLICATION: leader answered the relay with an error", "err", string(data))
-		case frameTypeMessage:
+		case protocol.FrameTypeMessage:
 			if len(data) < messageHeaderLen {
 				rl.err = fmt.Errorf("message frame of %d bytes", len(data))
 				return

@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"encoding/binary"
+	"fmt"
 	"io"
 )
 
@@ -45,4 +46,23 @@ func WriteFrame(w io.Writer, frameType int32, data []byte) (int, error) {
 	}
 	m, err := w.Write(data)
 	return n + m, err
+}
+
+// ReadFrame reads one frame written by WriteFrame: its type and data. A
+// size below 4 (no room for the type) or above 4+maxData is an error, so a
+// damaged or hostile stream cannot make it allocate without bound.
+func ReadFrame(r io.Reader, maxData uint32) (int32, []byte, error) {
+	var hdr [8]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return 0, nil, err
+	}
+	size := binary.BigEndian.Uint32(hdr[:4])
+	if size < 4 || size-4 > maxData {
+		return 0, nil, fmt.Errorf("bad frame size %d", size)
+	}
+	data := make([]byte, size-4)
+	if _, err := io.ReadFull(r, data); err != nil {
+		return 0, nil, err
+	}
+	return int32(binary.BigEndian.Uint32(hdr[4:])), data, nil
 }
