@@ -291,7 +291,9 @@ func (f *FSM) applyProgress(p *Progress) {
 	}
 	for _, rq := range p.Requeued {
 		if m := c.msgs[rq.ID]; m != nil {
-			m.deliverAt, m.attempts = rq.DeliverAt, rq.Attempts
+			cp := *m // copy on write: a snapshot may share m
+			cp.deliverAt, cp.attempts = rq.DeliverAt, rq.Attempts
+			c.msgs[rq.ID] = &cp
 		}
 	}
 }
@@ -401,21 +403,18 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	return nil
 }
 
+// clone copies the state's maps and slices for a snapshot. The pending
+// records themselves are shared: once a *pending is in a channel's map or a
+// backlog it is never modified (applyProgress replaces it), so sharing is
+// safe and cloning a channel is one map copy rather than one allocation per
+// message (a backlog of 1,000,000 messages held the FSM lock, and so every
+// publish, for 0.8 s while it was copied message by message).
 func (s *state) clone() *state {
 	c := &state{index: s.index, lastID: s.lastID, topics: make(map[string]*topicState, len(s.topics)), leaders: maps.Clone(s.leaders)}
 	for name, t := range s.topics {
-		ct := &topicState{paused: t.paused, channels: make(map[string]*channelState, len(t.channels))}
-		for _, p := range t.backlog {
-			cp := *p
-			ct.backlog = append(ct.backlog, &cp)
-		}
+		ct := &topicState{paused: t.paused, backlog: slices.Clone(t.backlog), channels: make(map[string]*channelState, len(t.channels))}
 		for cname, ch := range t.channels {
-			cc := &channelState{paused: ch.paused, msgs: make(map[uint64]*pending, len(ch.msgs))}
-			for id, p := range ch.msgs {
-				cp := *p
-				cc.msgs[id] = &cp
-			}
-			ct.channels[cname] = cc
+			ct.channels[cname] = &channelState{paused: ch.paused, msgs: maps.Clone(ch.msgs)}
 		}
 		c.topics[name] = ct
 	}

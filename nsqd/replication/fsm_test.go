@@ -264,3 +264,48 @@ func FuzzReadState(f *testing.F) {
 		}
 	})
 }
+
+// TestSnapshotIsPointInTime: a snapshot shares the pending records with the
+// live state (clone copies maps, not records), so entries applied after
+// Snapshot and before Persist must not show in what Persist writes.
+func TestSnapshotIsPointInTime(t *testing.T) {
+	f := NewFSM(nil, nil)
+	applyEntries(t, f,
+		meta(OpCreateChannel, "t", "c"),
+		pub("t", 0, "a", "b", "c"),
+	)
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Apply(&raft.Log{Index: 3, Type: raft.LogCommand, Data: AppendProgress(nil, &Progress{
+		Topic: "t", Channel: "c",
+		Finished: []Range{{1, 1}},
+		Requeued: []Requeue{{ID: 2, Attempts: 7, DeliverAt: 99}},
+	})})
+	f.Apply(&raft.Log{Index: 4, Type: raft.LogCommand, Data: pub("t", 0, "d")})
+
+	sink := &bufSink{}
+	if err := snap.Persist(sink); err != nil {
+		t.Fatal(err)
+	}
+	g := NewFSM(nil, nil)
+	if err := g.Restore(io.NopCloser(&sink.Buffer)); err != nil {
+		t.Fatal(err)
+	}
+	v := g.View(true)
+	if got, want := ids(v, "t", "c"), []uint64{1, 2, 3}; !slices.Equal(got, want) {
+		t.Errorf("snapshot holds %v, want %v", got, want)
+	}
+	for _, m := range v[0].Channels[0].Messages {
+		if m.Attempts != 0 || m.DeliverAt != 0 {
+			t.Errorf("message %d in the snapshot: attempts %d, deliver-at %d; want the values before the requeue (0, 0)", m.ID, m.Attempts, m.DeliverAt)
+		}
+	}
+	// The live state did change.
+	for _, m := range f.View(true)[0].Channels[0].Messages {
+		if m.ID == 2 && (m.Attempts != 7 || m.DeliverAt != 99) {
+			t.Errorf("live message 2: attempts %d, deliver-at %d, want 7, 99", m.Attempts, m.DeliverAt)
+		}
+	}
+}
