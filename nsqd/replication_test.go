@@ -951,3 +951,38 @@ func TestReplicationFollowerTimeout(t *testing.T) {
 		t.Errorf("set's requeue_count %d, timeout_count %d, message_count %d; want 0, 1, 1", rq, to, mc)
 	}
 }
+
+// TestReplicationSampledOutFinished: a message that a consumer's
+// sample_rate skips is finished for the set, as NSQ drops it for the
+// channel; it does not stay unfinished in the log (to be delivered again
+// after a failover).
+func TestReplicationSampledOutFinished(t *testing.T) {
+	rs := startReplicaSet(t, 1)
+	l := leaderOf(t, rs)
+	c := subscribe(t, l.n, "smp", "c", `{"sample_rate":1}`)
+	c.send("RDY 100")
+	var bs []string
+	for i := range 50 {
+		bs = append(bs, fmt.Sprintf("s%02d", i))
+	}
+	publish(t, l.n, "smp", bs...)
+	frames := watch(c)
+	delivered := 0
+	eventually(t, 10*time.Second, func() bool {
+		for {
+			select {
+			case f := <-frames:
+				if f.ft == frameMessage {
+					delivered++
+				}
+				continue
+			default:
+			}
+			break
+		}
+		return l.unfinished("smp", "c") == delivered
+	}, "only the delivered messages unfinished in the set's state")
+	if delivered >= 25 {
+		t.Fatalf("sample_rate 1 delivered %d of 50", delivered)
+	}
+}
