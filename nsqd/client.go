@@ -78,8 +78,9 @@ type client struct {
 	authSecret        string
 	authState         *authState
 	// relay is set at IDENTIFY for a follower's replication relay on a
-	// replica (replication_relay.go): its REQs are not counted again in
-	// the channel's requeue_count and its TOUCH is not capped.
+	// replica (replication_relay.go): its REQs and FINs are not counted
+	// again in the channel's requeue_count and e2e latency, and its TOUCH
+	// is not capped.
 	relay bool
 
 	// In-flight messages, guarded by mu.

@@ -505,7 +505,7 @@ func (c *client) fin(params [][]byte) ([]byte, error) {
 	c.finishCount.Add(1)
 	if ch := c.channel.Load(); ch != nil {
 		ch.finished(m)
-		if ch.e2e != nil {
+		if ch.e2e != nil && !c.relay { // a relay's FIN was recorded on its replica
 			now := time.Now()
 			ch.e2e.record(now, now.UnixNano()-m.Timestamp)
 		}

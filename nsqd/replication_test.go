@@ -838,6 +838,7 @@ func TestReplicationFollowerREQ(t *testing.T) {
 func TestReplicationFollowerTouch(t *testing.T) {
 	rs := startReplicaSetWith(t, 3, func(o *Options) {
 		o.MaxMsgTimeout, o.MsgTimeout = 2*time.Second, time.Second
+		o.E2EProcessingLatencyPercentiles = []float64{0.5}
 	})
 	l := leaderOf(t, rs)
 	fs := followersOf(rs, l)
@@ -907,6 +908,14 @@ func TestReplicationFollowerTouch(t *testing.T) {
 	}
 	if rq, to, mc := setCounts(t, rs, "tt", "c"); rq != 0 || to != 0 || mc != 3 {
 		t.Errorf("set's requeue_count %d, timeout_count %d, message_count %d; want 0, 0, 3", rq, to, mc)
+	}
+	// Each FIN's e2e latency is recorded once, where the consumer FIN'd.
+	var e2e []int64
+	for _, r := range rs {
+		e2e = append(e2e, httpChannelStats(t, r.n, "tt", "c").E2eProcessingLatency.Count)
+	}
+	if sum := e2e[0] + e2e[1] + e2e[2]; sum != 3 {
+		t.Errorf("e2e_processing_latency counts %v, want 3 in all", e2e)
 	}
 }
 
