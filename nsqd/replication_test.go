@@ -242,7 +242,7 @@ func TestReplicationPublishEverywhere(t *testing.T) {
 
 // TestReplicationFollowerConsumers: consumers connected to followers only
 // get every message once, through their replica's relay; their FINs are
-// the set's; a local REQ is delivered again; after the leader dies the
+// the set's; a REQ on a follower is delivered again (through either follower); after the leader dies the
 // relays follow the new one and nothing unfinished is lost.
 func TestReplicationFollowerConsumers(t *testing.T) {
 	rs := startReplicaSet(t, 3)
@@ -280,7 +280,7 @@ func TestReplicationFollowerConsumers(t *testing.T) {
 			id, body := string(data[10:26]), string(data[26:])
 			if requeued == "" {
 				requeued = body
-				c.send("REQ " + id + " 0") // comes again, from the follower
+				c.send("REQ " + id + " 0") // comes again, through the leader to either follower
 				continue
 			}
 			got[body]++
