@@ -242,8 +242,9 @@ func TestReplicationPublishEverywhere(t *testing.T) {
 
 // TestReplicationFollowerConsumers: consumers connected to followers only
 // get every message once, through their replica's relay; their FINs are
-// the set's; a REQ on a follower is delivered again (through either follower); after the leader dies the
-// relays follow the new one and nothing unfinished is lost.
+// the set's; a REQ on a follower is delivered again (through either
+// follower); after the leader dies the relays follow the new one and
+// nothing unfinished is lost.
 func TestReplicationFollowerConsumers(t *testing.T) {
 	rs := startReplicaSet(t, 3)
 	l := leaderOf(t, rs)
