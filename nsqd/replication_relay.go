@@ -30,11 +30,11 @@ import (
 // FIN, REQ (with its delay), TOUCH and timeouts are the set's: a local
 // FIN, REQ or TOUCH is sent up the relay, and so are a local timeout and
 // the in-flight messages of a consumer that disconnects (as REQ 0); the
-// leader finishes, requeues, defers or touches its copy and
-// logs FINs and REQs (attempts, deliver-at) in Progress entries. A REQ'd
-// or timed-out message is dropped locally: it comes back through a relay
-// (this one or another replica's) when the leader delivers it again, with
-// the set's attempts. Message timeouts run here, on each consumer's own
+// leader finishes, requeues, defers or touches its copy and logs FINs and
+// REQs (attempts, deliver-at) in Progress entries. A REQ'd or timed-out
+// message is dropped locally: it comes back through a relay (this one or
+// another replica's) when the leader delivers it again, with the set's
+// attempts. Message timeouts run here, on each consumer's own
 // msg_timeout; the leader's timer for the relay is a backstop
 // (relayMsgTimeout). If the follower dies, its relay connection ends and
 // the leader requeues the relay's in-flight messages at once. When the
@@ -293,9 +293,8 @@ func (r *replicaSet) relayTouch(c *Channel, id MessageID) {
 
 // relayRequeue hands REQ'd (delay: the REQ's), timed-out or abandoned (a
 // consumer disconnected; delay 0) messages of a follower's replicated
-// channel to the set: they go up the
-// relay as REQ, the leader requeues or defers them and logs their
-// attempts, and they are dropped here. Without a relay (it ended: the
+// channel to the set: they go up the relay as REQ, the leader requeues or
+// defers them and logs their attempts, and they are dropped here. Without a relay (it ended: the
 // channel is being emptied) they are dropped too; the next leader
 // delivers them again. It reports false where the messages are this
 // replica's to requeue: on the leader and in ephemeral channels.
