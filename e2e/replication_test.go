@@ -8,6 +8,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"strings"
 	"sync"
@@ -359,6 +360,219 @@ func TestReplicationLedger(t *testing.T) {
 		}
 	}
 	if dups > len(lg.acked)/2 {
+		t.Errorf("%d duplicates for %d acknowledged messages", dups, len(lg.acked))
+	}
+}
+
+// settleLedger records every delivery to the consumers pinned to replicas
+// and how each was settled (FIN or REQ), and the times of the failures the
+// test made: the only ones a duplicate may be explained by.
+type settleLedger struct {
+	mu        sync.Mutex
+	delivered map[string][]settlement // body → deliveries, in handler order
+	fins      map[string]int
+	events    []time.Time // SIGKILLs and restarts
+}
+
+type settlement struct {
+	at       time.Time
+	attempts uint16
+	by       string // which consumer
+	req      bool   // REQ'd, else FIN'd
+}
+
+func (s *settleLedger) event() {
+	s.mu.Lock()
+	s.events = append(s.events, time.Now())
+	s.mu.Unlock()
+}
+
+// near reports whether a failure happened between from and to.
+func (s *settleLedger) near(from, to time.Time) bool {
+	for _, e := range s.events {
+		if !e.Before(from) && !e.After(to) {
+			return true
+		}
+	}
+	return false
+}
+
+// settleWindow is how long before a failure a FIN or REQ may not have
+// reached the set: a progress interval (100 ms) and the failure's
+// detection, with slack for -race on a busy machine.
+const settleWindow = 3 * time.Second
+
+// handler FINs a message or, one time in five (at most three times per
+// message), REQs it with a delay of up to 200 ms.
+func (s *settleLedger) handler(name string) nsq.HandlerFunc {
+	return func(m *nsq.Message) error {
+		body := string(m.Body)
+		s.mu.Lock()
+		prior := s.delivered[body]
+		reqs := 0
+		for _, d := range prior {
+			if d.req {
+				reqs++
+			}
+		}
+		req := reqs < 3 && rand.IntN(5) == 0
+		s.delivered[body] = append(prior, settlement{at: time.Now(), attempts: m.Attempts, by: name, req: req})
+		if !req {
+			s.fins[body]++
+		}
+		s.mu.Unlock()
+		if req {
+			m.DisableAutoResponse()
+			m.RequeueWithoutBackoff(time.Duration(rand.IntN(200)) * time.Millisecond)
+		}
+		return nil
+	}
+}
+
+// TestReplicationLedgerFollowerConsumers: go-nsq consumers pinned to
+// replicas that are followers at the start (ConnectToNSQD, no lookupd)
+// FIN or REQ (one in five, with a delay) what the relays deliver while
+// producers publish on all three and the leader is SIGKILLed and restarted
+// twice (the second time a replica that a consumer is connected to). The
+// ledger: every acknowledged message FIN'd, none invented, a REQ'd message
+// comes back with the set's attempts wherever it is delivered, and a
+// message delivered again after a FIN only across a failure.
+func TestReplicationLedgerFollowerConsumers(t *testing.T) {
+	lookupd := clSeedLookupd(t, t.TempDir())
+	rs := startReplicaSet(t, lookupd.TCPAddr)
+	l := leader(t, rs)
+	for _, path := range []string{"/topic/create?topic=ledger", "/channel/create?topic=ledger&channel=pinned"} {
+		resp, err := http.Post("http://"+l.http+path, "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("POST %s: %s", path, resp.Status)
+		}
+	}
+	caughtUp(t, rs, l)
+
+	sl := &settleLedger{delivered: map[string][]settlement{}, fins: map[string]int{}}
+	for _, r := range rs {
+		if r == l {
+			continue
+		}
+		cfg := nsq.NewConfig()
+		cfg.MaxInFlight = 20
+		cfg.LookupdPollInterval = 300 * time.Millisecond // the reconnect interval without lookupd
+		name := fmt.Sprintf("consumer@%d", r.id)
+		connect(t, newConsumer(t, "ledger", "pinned", cfg, sl.handler(name)), r.tcp)
+	}
+
+	lg := newLedger()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range 3 {
+		publisher(t, fmt.Sprintf("p%d", i), rs, i, lg, stop, &wg)
+	}
+	ackedCount := func() int { lg.mu.Lock(); defer lg.mu.Unlock(); return len(lg.acked) }
+	waitAcks := func(more int, what string) {
+		t.Helper()
+		target := ackedCount() + more
+		nsqtest.Eventually(t, 20*time.Second, func() bool { return ackedCount() >= target }, what)
+	}
+	waitAcks(200, "first acknowledgements")
+	for round := range 2 {
+		l := leader(t, rs)
+		sl.event()
+		l.kill()
+		t.Logf("round %d: SIGKILLed leader %d", round, l.id)
+		leader(t, rs)
+		waitAcks(50, "publishes resume after the kill")
+		sl.event()
+		l.start(t)
+		caughtUp(t, rs, leader(t, rs))
+		waitAcks(150, "acknowledgements with the old leader back")
+	}
+	// A calm phase, longer than the window below, so that attempts and
+	// REQs are checked away from any failure too.
+	sl.mu.Lock()
+	last := sl.events[len(sl.events)-1]
+	sl.mu.Unlock()
+	calm := ackedCount() + 300
+	nsqtest.Eventually(t, 30*time.Second, func() bool { return ackedCount() >= calm && time.Since(last) > 3*settleWindow },
+		"acknowledgements with no failure")
+	close(stop)
+	wg.Wait()
+
+	finished := func() (missing []string) {
+		lg.mu.Lock()
+		defer lg.mu.Unlock()
+		sl.mu.Lock()
+		defer sl.mu.Unlock()
+		for b := range lg.acked {
+			if sl.fins[b] == 0 {
+				missing = append(missing, b)
+			}
+		}
+		return missing
+	}
+	var missing []string
+	nsqtest.Eventually(t, 60*time.Second, func() bool { missing = finished(); return len(missing) == 0 }, "every acknowledged message FIN'd")
+
+	lg.mu.Lock()
+	defer lg.mu.Unlock()
+	sl.mu.Lock()
+	defer sl.mu.Unlock()
+	const window = settleWindow
+	var deliveries, reqs, checked, moved, dups, unacked int
+	by := map[string]int{}
+	for b, ds := range sl.delivered {
+		if !lg.attempted[b] {
+			t.Errorf("delivered %q, which no producer sent", b)
+		}
+		if !lg.acked[b] {
+			unacked++
+		}
+		var firstFIN *settlement
+		for i, d := range ds {
+			deliveries++
+			by[d.by]++
+			if d.req {
+				reqs++
+			}
+			if firstFIN != nil {
+				dups++
+				if !sl.near(firstFIN.at.Add(-window), d.at) {
+					t.Errorf("%q delivered to %s at %s after its FIN at %s by %s, with no failure in between",
+						b, d.by, d.at.Format("15:04:05.000"), firstFIN.at.Format("15:04:05.000"), firstFIN.by)
+				}
+			}
+			if !d.req && firstFIN == nil {
+				firstFIN = &ds[i]
+			}
+			// The set's attempts: one per delivery so far, unless a
+			// failure may have cut a delivery or a REQ short.
+			if !sl.near(ds[0].at.Add(-window), d.at) {
+				checked++
+				if int(d.attempts) != i+1 {
+					t.Errorf("%q delivered to %s with attempts %d, its delivery number %d (deliveries %+v)", b, d.by, d.attempts, i+1, ds)
+				}
+				if i > 0 && ds[i-1].req && ds[i-1].by != d.by {
+					moved++ // REQ'd on one replica, delivered again through another
+				}
+			}
+		}
+	}
+	t.Logf("ledger: %d attempted, %d acknowledged, %d distinct delivered (%d not acknowledged: publishes that failed at the client yet were committed), "+
+		"%d deliveries by consumer %v, %d REQs, %d deliveries' attempts checked, %d REQ'd messages delivered again through the other replica, "+
+		"%d deliveries after a FIN (each across a failure)",
+		len(lg.attempted), len(lg.acked), len(sl.delivered), unacked, deliveries, by, reqs, checked, moved, dups)
+	if len(by) != 2 || reqs == 0 || checked < reqs/2 {
+		t.Errorf("want deliveries to both pinned consumers, REQs and their attempts checked: %v, %d REQs, %d checked", by, reqs, checked)
+	}
+	// A REQ is the set's: the leader delivers the message again, through
+	// either follower (a REQ kept on its replica never moves).
+	if moved == 0 {
+		t.Errorf("no REQ'd message was delivered again through the other replica")
+	}
+	if dups > len(lg.acked)/4 {
 		t.Errorf("%d duplicates for %d acknowledged messages", dups, len(lg.acked))
 	}
 }

@@ -77,6 +77,11 @@ type client struct {
 	tlsState          *tls.ConnectionState
 	authSecret        string
 	authState         *authState
+	// relay is set at IDENTIFY for a follower's replication relay on a
+	// replica (replication_relay.go): its REQs and FINs are not counted
+	// again in the channel's requeue_count and e2e latency, and its TOUCH
+	// is not capped.
+	relay bool
 
 	// In-flight messages, guarded by mu.
 	inFlight     map[MessageID]*Message
@@ -442,7 +447,8 @@ func (c *client) deliver(ch *Channel, msgs []*Message) error {
 	var dropped []*Message
 	for _, m := range msgs {
 		if rate > 0 && sample() > rate {
-			if m.journaled {
+			// Sampled out: finished for the journal and the replica set.
+			if m.journaled || c.nsqd.repl.Load() != nil {
 				dropped = append(dropped, m)
 			}
 			continue
@@ -517,7 +523,10 @@ func (c *client) touch(id MessageID) string {
 	m, ok := c.inFlight[id]
 	if ok {
 		c.inFlightList.remove(m)
-		m.deadline = min(now+int64(c.msgTimeout), m.deliveryTS+int64(c.nsqd.opts.MaxMsgTimeout))
+		m.deadline = now + int64(c.msgTimeout)
+		if !c.relay { // a relay's consumers are capped on their replica
+			m.deadline = min(m.deadline, m.deliveryTS+int64(c.nsqd.opts.MaxMsgTimeout))
+		}
 		c.inFlightList.add(m)
 	}
 	c.mu.Unlock()
@@ -558,7 +567,9 @@ func (c *client) processTimeouts(now int64) {
 		if l := ch.lim.Load(); l != nil {
 			expired = ch.takeDeadLetters(l, expired)
 		}
-		ch.requeue(expired)
+		if r := c.nsqd.repl.Load(); r == nil || !r.relayRequeue(ch, expired, 0) {
+			ch.requeue(expired)
+		}
 	}
 	c.wakeUp()
 }
@@ -596,7 +607,9 @@ func (c *client) cleanup() {
 		return
 	}
 	if len(msgs) > 0 {
-		ch.requeue(msgs)
+		if r := c.nsqd.repl.Load(); r == nil || !r.relayRequeue(ch, msgs, 0) {
+			ch.requeue(msgs)
+		}
 	}
 	ch.removeClient(c)
 }

@@ -263,6 +263,9 @@ func (c *client) identify(params [][]byte) ([]byte, error) {
 		c.msgTimeout = s.msgTimeout
 		c.outputBufferTO = s.outputBufferTimeout
 		c.sampleRate = s.sampleRate
+		if r := c.nsqd.repl.Load(); r != nil && req.UserAgent == relayUserAgent {
+			c.relay, c.msgTimeout = true, r.relayMsgTimeout()
+		}
 	}
 	c.outputBufferSize = s.outputBufferSize
 	c.mu.Unlock()
@@ -502,7 +505,7 @@ func (c *client) fin(params [][]byte) ([]byte, error) {
 	c.finishCount.Add(1)
 	if ch := c.channel.Load(); ch != nil {
 		ch.finished(m)
-		if ch.e2e != nil {
+		if ch.e2e != nil && !c.relay { // a relay's FIN was recorded on its replica
 			now := time.Now()
 			ch.e2e.record(now, now.UnixNano()-m.Timestamp)
 		}
@@ -535,9 +538,14 @@ func (c *client) req(params [][]byte) ([]byte, error) {
 		return nil, protocol.NonFatal("E_REQ_FAILED", fmt.Sprintf("REQ %s failed %s", id[:], why))
 	}
 	c.requeueCount.Add(1)
-	ch.requeueCount.Add(1)
+	if !c.relay { // a relay's REQ was counted on its replica
+		ch.requeueCount.Add(1)
+	}
 	if l := ch.lim.Load(); l != nil && len(ch.takeDeadLetters(l, []*Message{m})) == 0 {
 		return nil, nil // dead-lettered
+	}
+	if r := c.nsqd.repl.Load(); r != nil && r.relayRequeue(ch, []*Message{m}, timeout) {
+		return nil, nil // the leader requeues it
 	}
 	if timeout == 0 {
 		ch.requeue([]*Message{m})
@@ -557,6 +565,9 @@ func (c *client) touchCmd(params [][]byte) ([]byte, error) {
 	}
 	if why := c.touch(id); why != "" {
 		return nil, protocol.NonFatal("E_TOUCH_FAILED", fmt.Sprintf("TOUCH %s failed %s", id[:], why))
+	}
+	if r := c.nsqd.repl.Load(); r != nil {
+		r.relayTouch(c.channel.Load(), id)
 	}
 	return nil, nil
 }

@@ -371,8 +371,10 @@ func (r *replicaSet) finished(c *Channel, m *Message) {
 }
 
 // requeued reports a REQ or timeout on the leader: attempts so far and when
-// the message is due (0: now). A follower's requeues stay local: the leader
-// holds the message in flight to the relay.
+// the message is due (0: now). On a follower REQs, timeouts and
+// disconnects went up the relay before this (relayRequeue); what a
+// follower still requeues locally was never delivered (its consumer left
+// first) and stays its own.
 func (r *replicaSet) requeued(c *Channel, m *Message) {
 	if !r.dispatching.Load() {
 		return

@@ -2,6 +2,7 @@ package nsqd
 
 import (
 	"bufio"
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/binary"
@@ -9,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,17 +27,42 @@ import (
 // of the local subscribers' RDY, whose messages (IDs unchanged) go into the
 // local channel, from which the local subscribers take them as usual.
 //
-// A local FIN is sent up the relay. A local REQ or timeout requeues the
-// message locally (the leader keeps it in flight: the relay identifies with
-// the largest msg_timeout); if the follower dies, its relay connection
-// ends and the leader requeues the relay's in-flight messages at once.
-// When the relay ends (the leader changed, died or hung) the local channel
-// is emptied: the next leader delivers every unfinished message again.
+// FIN, REQ (with its delay), TOUCH and timeouts are the set's: a local
+// FIN, REQ or TOUCH is sent up the relay, and so are a local timeout and
+// the in-flight messages of a consumer that disconnects (as REQ 0); the
+// leader finishes, requeues, defers or touches its copy and logs FINs and
+// REQs (attempts, deliver-at) in Progress entries. A REQ'd or timed-out
+// message is dropped locally: it comes back through a relay (this one or
+// another replica's) when the leader delivers it again, with the set's
+// attempts. Message timeouts run here, on each consumer's own
+// msg_timeout; the leader's timer for the relay is a backstop
+// (relayMsgTimeout). If the follower dies, its relay connection ends and
+// the leader requeues the relay's in-flight messages at once. When the
+// relay ends (the leader changed, died or hung) the local channel is
+// emptied: a FIN, REQ or TOUCH for what it held answers E_FIN_FAILED,
+// E_REQ_FAILED or E_TOUCH_FAILED as for any unknown ID, and the next
+// leader delivers every unfinished message again.
 //
 // relayLoop, owned by replicaSet, starts, retargets and stops relays every
 // relayInterval.
 
 const relayInterval = 100 * time.Millisecond
+
+// relayUserAgent is what a relay identifies with; a replica that sees it
+// treats the connection as a relay (client.relay).
+const relayUserAgent = "nsqd-replication-relay"
+
+// relayMsgTimeout is the leader's timer for a message in flight to a
+// relay: twice --max-msg-timeout, restarted by every TOUCH the relay
+// forwards (without NSQ's cap of delivery + --max-msg-timeout). A
+// follower's consumer holds a message at most --max-msg-timeout after it
+// got it (TOUCH included), and the follower settles or touches every
+// message up the relay, so this timer fires only for a message that
+// waited in the follower's queue for over --max-msg-timeout, or that the
+// follower lost: a backstop, not the consumers' timeout. The relay cannot
+// use a consumer's msg_timeout: the consumers of one follower may each
+// identify with a different one, and the follower times them out itself.
+func (r *replicaSet) relayMsgTimeout() time.Duration { return 2 * r.n.opts.MaxMsgTimeout }
 
 type relayKey struct{ topic, channel string }
 
@@ -127,12 +154,7 @@ func (r *replicaSet) syncRelays() {
 		}
 		r.setRelay(k, nil)
 		rl.close()
-		<-rl.done // the reader ends at once: its connection is closed
-		if !r.dispatching.Load() {
-			// What it delivered locally and was not finished comes
-			// again from the next leader.
-			rl.c.empty()
-		}
+		<-rl.done // the reader ends at once (its connection is closed) and empties rl.c
 		if rl.err != nil && !errors.Is(rl.err, net.ErrClosed) {
 			rl.c.log.Warn("REPLICATION: relay ended", "leader", rl.addr, "err", rl.err)
 		}
@@ -240,14 +262,59 @@ func (r *replicaSet) setRelay(k relayKey, rl *relay) {
 	}
 }
 
-// relayFinish sends a local FIN up the channel's relay, if it has one.
-func (r *replicaSet) relayFinish(c *Channel, id MessageID) {
+// relayOf is the relay of a follower's replicated channel c, nil on the
+// leader, for an ephemeral channel or while c has no relay.
+func (r *replicaSet) relayOf(c *Channel) *relay {
+	if c == nil || c.ephemeral || c.topic.ephemeral || r.dispatching.Load() {
+		return nil
+	}
 	r.relayMu.RLock()
 	rl := r.relays[relayKey{c.topicName, c.name}]
 	r.relayMu.RUnlock()
-	if rl != nil && rl.c == c {
+	if rl == nil || rl.c != c {
+		return nil
+	}
+	return rl
+}
+
+// relayFinish sends a local FIN up the channel's relay, if it has one.
+func (r *replicaSet) relayFinish(c *Channel, id MessageID) {
+	if rl := r.relayOf(c); rl != nil {
 		rl.send("FIN " + string(id[:]) + "\n")
 	}
+}
+
+// relayTouch sends a local TOUCH up the channel's relay, if it has one.
+func (r *replicaSet) relayTouch(c *Channel, id MessageID) {
+	if rl := r.relayOf(c); rl != nil {
+		rl.send("TOUCH " + string(id[:]) + "\n")
+	}
+}
+
+// relayRequeue hands REQ'd (delay: the REQ's), timed-out or abandoned (a
+// consumer disconnected; delay 0) messages of a follower's replicated
+// channel to the set: they go up the relay as REQ, the leader requeues or
+// defers them and logs their attempts, and they are dropped here. Without a relay (it ended: the
+// channel is being emptied) they are dropped too; the next leader
+// delivers them again. It reports false where the messages are this
+// replica's to requeue: on the leader and in ephemeral channels.
+func (r *replicaSet) relayRequeue(c *Channel, msgs []*Message, delay time.Duration) bool {
+	if c.ephemeral || c.topic.ephemeral || r.dispatching.Load() {
+		return false
+	}
+	rl := r.relayOf(c)
+	if rl == nil || len(msgs) == 0 {
+		return true
+	}
+	ms := strconv.FormatInt(delay.Milliseconds(), 10)
+	var b strings.Builder
+	for _, m := range msgs {
+		b.WriteString("REQ ")
+		b.Write(m.ID[:])
+		b.WriteString(" " + ms + "\n")
+	}
+	rl.send(b.String())
+	return true
 }
 
 // dialRelay connects to the leader, identifies and subscribes (RDY 0
@@ -266,9 +333,8 @@ func (r *replicaSet) dialRelay(ctx context.Context, k relayKey, c *Channel, addr
 	ident, _ := json.Marshal(map[string]any{
 		"client_id":          "replica-" + r.id + "-relay",
 		"hostname":           r.n.opts.BroadcastAddress,
-		"user_agent":         "nsqd-replication-relay",
+		"user_agent":         relayUserAgent, // the leader sets relayMsgTimeout
 		"heartbeat_interval": 5000,
-		"msg_timeout":        r.n.opts.MaxMsgTimeout.Milliseconds(),
 	})
 	conn.SetDeadline(time.Now().Add(2 * time.Second))
 	b := append([]byte("  V2IDENTIFY\n"), binary.BigEndian.AppendUint32(nil, uint32(len(ident)))...)
@@ -307,9 +373,15 @@ func (rl *relay) close() { rl.conn.Close() }
 
 // read puts the leader's deliveries into the local channel until the
 // connection ends. A heartbeat from the leader is answered with NOP; none
-// for three intervals (a hung leader) ends the relay.
+// for three intervals (a hung leader) ends the relay. When it ends, the
+// local channel is emptied before done is closed: what it held is the
+// leader's to deliver again, and a FIN, REQ or TOUCH for it now fails
+// locally (E_FIN_FAILED, ...) instead of going up a dead connection.
+// Sync, which may fill the channel as the new leader, waits for done
+// (stopRelays), so it never loses what it queued.
 func (rl *relay) read(br *bufio.Reader) {
 	defer close(rl.done)
+	defer rl.c.empty()
 	defer rl.conn.Close()
 	for {
 		rl.conn.SetReadDeadline(time.Now().Add(15 * time.Second))
@@ -324,6 +396,14 @@ func (rl *relay) read(br *bufio.Reader) {
 				rl.send("NOP\n")
 			}
 		case protocol.FrameTypeError:
+			// A FIN, REQ or TOUCH for a message the leader no longer
+			// holds for this relay (sent just as the relay changed
+			// leader, or after the backstop timer) is expected.
+			if bytes.HasPrefix(data, []byte("E_FIN_FAILED")) || bytes.HasPrefix(data, []byte("E_REQ_FAILED")) ||
+				bytes.HasPrefix(data, []byte("E_TOUCH_FAILED")) {
+				rl.c.log.Debug("REPLICATION: leader answered the relay with an error", "err", string(data))
+				continue
+			}
 			rl.c.log.Warn("REPLICATION: leader answered the relay with an error", "err", string(data))
 		case protocol.FrameTypeMessage:
 			if len(data) < messageHeaderLen {

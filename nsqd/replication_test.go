@@ -1,6 +1,7 @@
 package nsqd
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -37,6 +38,13 @@ func freeLoopbackAddr(t *testing.T) string {
 // startReplicaSet runs size daemons as one replica set on loopback.
 func startReplicaSet(t *testing.T, size int) []*replica {
 	t.Helper()
+	return startReplicaSetWith(t, size, nil)
+}
+
+// startReplicaSetWith is startReplicaSet with set(o) applied to every
+// replica's options.
+func startReplicaSetWith(t *testing.T, size int, set func(o *Options)) []*replica {
+	t.Helper()
 	var peers []string
 	rs := make([]*replica, size)
 	// A port is free only until it is closed again: never hand the same one
@@ -58,6 +66,9 @@ func startReplicaSet(t *testing.T, size int) []*replica {
 		o.ID = int64(i + 1)
 		o.Logger = nsqlog.New(testWriter{t}, fmt.Sprintf("[nsqd%d] ", i+1), nsqlog.Info.Slog())
 		o.ReplicationAddress = free(t)
+		if set != nil {
+			set(o)
+		}
 		peers = append(peers, fmt.Sprintf("%d@%s", i+1, o.ReplicationAddress))
 		rs[i] = &replica{t: t, opts: o}
 	}
@@ -231,8 +242,9 @@ func TestReplicationPublishEverywhere(t *testing.T) {
 
 // TestReplicationFollowerConsumers: consumers connected to followers only
 // get every message once, through their replica's relay; their FINs are
-// the set's; a local REQ is delivered again; after the leader dies the
-// relays follow the new one and nothing unfinished is lost.
+// the set's; a REQ on a follower is delivered again (through either
+// follower); after the leader dies the relays follow the new one and
+// nothing unfinished is lost.
 func TestReplicationFollowerConsumers(t *testing.T) {
 	rs := startReplicaSet(t, 3)
 	l := leaderOf(t, rs)
@@ -269,7 +281,7 @@ func TestReplicationFollowerConsumers(t *testing.T) {
 			id, body := string(data[10:26]), string(data[26:])
 			if requeued == "" {
 				requeued = body
-				c.send("REQ " + id + " 0") // comes again, from the follower
+				c.send("REQ " + id + " 0") // comes again, through the leader to either follower
 				continue
 			}
 			got[body]++
@@ -655,5 +667,332 @@ func TestReplicationSyncDoesNotWaitForRelayDial(t *testing.T) {
 	m := c.readMsg(15 * time.Second)
 	if m.body != "m" {
 		t.Fatalf("got %q through the relay, want %q", m.body, "m")
+	}
+}
+
+// followersOf is every replica of rs but l.
+func followersOf(rs []*replica, l *replica) []*replica {
+	var fs []*replica
+	for _, r := range rs {
+		if r != l {
+			fs = append(fs, r)
+		}
+	}
+	return fs
+}
+
+// setMessage is message id of topic/channel in the set's state as replica
+// r has applied it.
+func (r *replica) setMessage(topic, channel, id string) (replication.Message, bool) {
+	v, ok := messageIDValue(MessageID([]byte(id)))
+	if !ok {
+		return replication.Message{}, false
+	}
+	for _, tv := range r.n.repl.Load().node.FSM().View(true) {
+		for _, cv := range tv.Channels {
+			if tv.Name != topic || cv.Name != channel {
+				continue
+			}
+			for _, m := range cv.Messages {
+				if m.ID == v {
+					return m, true
+				}
+			}
+		}
+	}
+	return replication.Message{}, false
+}
+
+// frameFrom is a frame read by watch: conn is the index of the connection.
+type frameFrom struct {
+	conn int
+	ft   int32
+	data []byte
+	m    wireMsg // for a message frame
+}
+
+// watch reads every frame but heartbeats of conns into one channel until
+// the connections close (at the test's end).
+func watch(conns ...*rawConn) <-chan frameFrom {
+	out := make(chan frameFrom, 64)
+	for i, c := range conns {
+		go func() {
+			for {
+				ft, data, err := c.nextFrame(time.Now().Add(time.Hour))
+				if err != nil {
+					return
+				}
+				if isHeartbeat(ft, data) {
+					continue
+				}
+				f := frameFrom{conn: i, ft: ft, data: data}
+				if ft == frameMessage && len(data) >= 26 {
+					f.m = wireMsg{attempts: binary.BigEndian.Uint16(data[8:10]), id: string(data[10:26]), body: string(data[26:])}
+				}
+				out <- f
+			}
+		}()
+	}
+	return out
+}
+
+// nextFrom waits up to d for the next frame that watch read.
+func nextFrom(t *testing.T, frames <-chan frameFrom, d time.Duration, what string) frameFrom {
+	t.Helper()
+	select {
+	case f := <-frames:
+		return f
+	case <-time.After(d):
+		t.Fatalf("no frame within %v: %s", d, what)
+		return frameFrom{}
+	}
+}
+
+// setCounts sums a channel's requeue_count, timeout_count and
+// message_count over the running replicas, as nsqadmin does.
+func setCounts(t *testing.T, rs []*replica, topic, channel string) (requeued, timedOut, messages uint64) {
+	t.Helper()
+	for _, r := range rs {
+		if r.n == nil {
+			continue
+		}
+		st := httpChannelStats(t, r.n, topic, channel)
+		requeued += st.RequeueCount
+		timedOut += st.TimeoutCount
+		messages += st.MessageCount
+	}
+	return requeued, timedOut, messages
+}
+
+// TestReplicationFollowerREQ: a REQ with a delay on a follower is the
+// set's: the leader defers the message (the log has its attempts and
+// deliver-at on every replica), nobody gets it before the delay, and it
+// comes back with attempts 2, then 3 after another REQ, wherever it is
+// delivered. Each REQ counts once in the set's requeue_count.
+func TestReplicationFollowerREQ(t *testing.T) {
+	rs := startReplicaSet(t, 3)
+	l := leaderOf(t, rs)
+	fs := followersOf(rs, l)
+	a := subscribe(t, fs[0].n, "rq", "c", "")
+	a.send("RDY 1")
+	publish(t, l.n, "rq", "m")
+	m := a.readMsg(10 * time.Second)
+	if m.attempts != 1 {
+		t.Fatalf("first delivery on a follower: attempts %d, want 1", m.attempts)
+	}
+	const delay = 1500 * time.Millisecond
+	reqAt := time.Now()
+	a.send(fmt.Sprintf("REQ %s %d", m.id, delay.Milliseconds()))
+	// The consumer goes away: its replica keeps nothing of the message
+	// (the old local requeue would have been lost with it and the leader
+	// would have redelivered at once).
+	a.expectNothing(100 * time.Millisecond)
+	a.Close()
+	for _, r := range rs {
+		eventually(t, 5*time.Second, func() bool {
+			sm, ok := r.setMessage("rq", "c", m.id)
+			return ok && sm.Attempts == 1 && sm.DeliverAt >= reqAt.Add(delay-100*time.Millisecond).UnixNano()
+		}, "replica %d: the REQ's attempts and deliver-at in the set's state", r.opts.ID)
+	}
+
+	b := subscribe(t, fs[1].n, "rq", "c", "")
+	lc := subscribe(t, l.n, "rq", "c", "")
+	conns := []*rawConn{b, lc}
+	frames := watch(conns...)
+	b.send("RDY 1")
+	lc.send("RDY 1")
+	f := nextFrom(t, frames, 10*time.Second, "the REQ'd message again")
+	if since := time.Since(reqAt); f.ft != frameMessage || f.m.id != m.id || since < delay-50*time.Millisecond {
+		t.Fatalf("after REQ %v got %q (%s) after %v, want the message after the delay", delay, printable(f.ft, f.data), f.m.id, since)
+	}
+	if f.m.attempts != 2 {
+		t.Errorf("delivered again with attempts %d, want 2", f.m.attempts)
+	}
+	conns[f.conn].send("REQ " + m.id + " 0")
+	g := nextFrom(t, frames, 10*time.Second, "the message after a second REQ")
+	if g.ft != frameMessage || g.m.id != m.id || g.m.attempts != 3 {
+		t.Fatalf("after a second REQ got %q, want the message with attempts 3", printable(g.ft, g.data))
+	}
+	conns[g.conn].send("FIN " + m.id)
+	for _, r := range rs {
+		eventually(t, 5*time.Second, func() bool { return r.unfinished("rq", "c") == 0 }, "FIN in the set's state on replica %d", r.opts.ID)
+	}
+	select {
+	case f := <-frames:
+		t.Fatalf("unexpected frame %q", printable(f.ft, f.data))
+	case <-time.After(200 * time.Millisecond):
+	}
+	if rq, to, mc := setCounts(t, rs, "rq", "c"); rq != 2 || to != 0 || mc != 1 {
+		t.Errorf("set's requeue_count %d, timeout_count %d, message_count %d; want 2, 0, 1", rq, to, mc)
+	}
+}
+
+// TestReplicationFollowerTouch: a follower forwards TOUCH, so a message
+// that a consumer on a follower keeps touching stays in flight on the
+// leader past the relay's timer: nobody else gets it, nothing times out.
+// Messages wait in the follower's queue while its consumer holds the one
+// before (its relay got RDY 3 for a consumer with RDY 1, as when the
+// consumers' RDY drops with deliveries under way), so the consumer holds
+// the last one until over 4 s after the leader delivered it to the relay:
+// past the relay's old timer (--max-msg-timeout, 2 s here) and past the
+// new backstop (twice that) but for the forwarded TOUCHes.
+func TestReplicationFollowerTouch(t *testing.T) {
+	rs := startReplicaSetWith(t, 3, func(o *Options) {
+		o.MaxMsgTimeout, o.MsgTimeout = 2*time.Second, time.Second
+		o.E2EProcessingLatencyPercentiles = []float64{0.5}
+	})
+	l := leaderOf(t, rs)
+	fs := followersOf(rs, l)
+	x := subscribe(t, fs[0].n, "tt", "c", "")
+	z := subscribe(t, l.n, "tt", "c", "")
+	w := subscribe(t, fs[1].n, "tt", "c", "")
+	frames, others := watch(x), watch(z, w)
+	x.send("RDY 1")
+	repl := fs[0].n.repl.Load()
+	var rl *relay
+	eventually(t, 10*time.Second, func() bool {
+		t, err := fs[0].n.GetExistingTopic("tt")
+		if err != nil {
+			return false
+		}
+		c, err := t.GetExistingChannel("c")
+		if err != nil {
+			return false
+		}
+		rl = repl.relayOf(c)
+		return rl != nil && rl.rdy.Load() == 1
+	}, "the follower relays tt/c with RDY 1")
+	rl.send("RDY 3\n")
+	publish(t, l.n, "tt", "m1", "m2", "m3")
+	start := time.Now()
+	eventually(t, 10*time.Second, func() bool { return rl.c.Depth() == 2 }, "two messages wait in the follower's queue")
+	z.send("RDY 1")
+	w.send("RDY 1")
+
+	var got []string
+	for len(got) < 3 {
+		m := nextFrom(t, frames, 10*time.Second, "x's next message")
+		if m.ft != frameMessage || m.m.attempts != 1 {
+			t.Fatalf("x got %q, want a message with attempts 1", printable(m.ft, m.data))
+		}
+		got = append(got, m.m.body)
+		// Held 1.5 s: x's msg_timeout is 1 s, so it touches.
+		hold := time.Now().Add(1500 * time.Millisecond)
+		for time.Now().Before(hold) {
+			select {
+			case f := <-frames:
+				t.Fatalf("x got %q while holding %s", printable(f.ft, f.data), m.m.body)
+			case f := <-others:
+				t.Fatalf("another consumer got %q while x holds the set's messages (%v after the publish)", printable(f.ft, f.data), time.Since(start))
+			case <-time.After(250 * time.Millisecond):
+			}
+			x.send("TOUCH " + m.m.id)
+		}
+		x.send("FIN " + m.m.id)
+	}
+	if d := time.Since(start); d < 4*time.Second {
+		t.Fatalf("x held the messages only %v", d)
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, []string{"m1", "m2", "m3"}) {
+		t.Errorf("x got %v, want m1 m2 m3", got)
+	}
+	for _, r := range rs {
+		eventually(t, 5*time.Second, func() bool { return r.unfinished("tt", "c") == 0 }, "FINs in the set's state on replica %d", r.opts.ID)
+	}
+	select {
+	case f := <-others:
+		t.Fatalf("another consumer got %q", printable(f.ft, f.data))
+	case f := <-frames:
+		t.Fatalf("x got %q after its FINs", printable(f.ft, f.data))
+	case <-time.After(300 * time.Millisecond):
+	}
+	if rq, to, mc := setCounts(t, rs, "tt", "c"); rq != 0 || to != 0 || mc != 3 {
+		t.Errorf("set's requeue_count %d, timeout_count %d, message_count %d; want 0, 0, 3", rq, to, mc)
+	}
+	// Each FIN's e2e latency is recorded once, where the consumer FIN'd.
+	var e2e []int64
+	for _, r := range rs {
+		e2e = append(e2e, httpChannelStats(t, r.n, "tt", "c").E2eProcessingLatency.Count)
+	}
+	if sum := e2e[0] + e2e[1] + e2e[2]; sum != 3 {
+		t.Errorf("e2e_processing_latency counts %v, want 3 in all", e2e)
+	}
+}
+
+// TestReplicationFollowerTimeout: a message that times out on a
+// follower's consumer is the set's to deliver again: the follower hands it
+// to the leader, which logs its attempt and delivers it to another
+// consumer (here on the leader) with attempts 2. The timeout counts once
+// in the set's timeout_count, on the follower.
+func TestReplicationFollowerTimeout(t *testing.T) {
+	rs := startReplicaSet(t, 3)
+	l := leaderOf(t, rs)
+	fs := followersOf(rs, l)
+	a := subscribe(t, fs[0].n, "to", "c", `{"msg_timeout":1000}`)
+	a.send("RDY 1")
+	publish(t, l.n, "to", "m")
+	m := a.readMsg(10 * time.Second)
+	a.send("RDY 0")
+	lc := subscribe(t, l.n, "to", "c", "")
+	lc.send("RDY 1")
+	got := lc.readMsg(10 * time.Second)
+	if got.id != m.id || got.attempts != 2 {
+		t.Fatalf("after the timeout on a follower the leader's consumer got %s attempts %d, want %s attempts 2", got.id, got.attempts, m.id)
+	}
+	for _, r := range rs {
+		eventually(t, 5*time.Second, func() bool {
+			sm, ok := r.setMessage("to", "c", m.id)
+			return ok && sm.Attempts == 1
+		}, "replica %d: the timeout's attempt in the set's state", r.opts.ID)
+	}
+	a.send("FIN " + m.id)
+	if ft, data := a.readFrame(); ft != frameError || !strings.HasPrefix(string(data), "E_FIN_FAILED") {
+		t.Errorf("FIN of the timed-out message on the follower = %d %q, want E_FIN_FAILED", ft, data)
+	}
+	lc.send("FIN " + m.id)
+	for _, r := range rs {
+		eventually(t, 5*time.Second, func() bool { return r.unfinished("to", "c") == 0 }, "FIN in the set's state on replica %d", r.opts.ID)
+	}
+	if st := channelStats(t, fs[0].n, "to", "c"); st.TimeoutCount != 1 {
+		t.Errorf("follower's timeout_count %d, want 1", st.TimeoutCount)
+	}
+	if rq, to, mc := setCounts(t, rs, "to", "c"); rq != 0 || to != 1 || mc != 1 {
+		t.Errorf("set's requeue_count %d, timeout_count %d, message_count %d; want 0, 1, 1", rq, to, mc)
+	}
+}
+
+// TestReplicationSampledOutFinished: a message that a consumer's
+// sample_rate skips is finished for the set, as NSQ drops it for the
+// channel; it does not stay unfinished in the log (to be delivered again
+// after a failover).
+func TestReplicationSampledOutFinished(t *testing.T) {
+	rs := startReplicaSet(t, 1)
+	l := leaderOf(t, rs)
+	c := subscribe(t, l.n, "smp", "c", `{"sample_rate":1}`)
+	c.send("RDY 100")
+	var bs []string
+	for i := range 50 {
+		bs = append(bs, fmt.Sprintf("s%02d", i))
+	}
+	publish(t, l.n, "smp", bs...)
+	frames := watch(c)
+	delivered := 0
+	eventually(t, 10*time.Second, func() bool {
+		for {
+			select {
+			case f := <-frames:
+				if f.ft == frameMessage {
+					delivered++
+				}
+				continue
+			default:
+			}
+			break
+		}
+		return l.unfinished("smp", "c") == delivered
+	}, "only the delivered messages unfinished in the set's state")
+	if delivered >= 25 {
+		t.Fatalf("sample_rate 1 delivered %d of 50", delivered)
 	}
 }
