@@ -62,6 +62,10 @@ type logStore struct {
 	// their disk I/O. Lock order: writeMu, then mu.
 	writeMu sync.Mutex
 	buf     []byte // encoding buffer, under writeMu
+	// broken is the first failed write or sync, under writeMu: after it
+	// what the file holds is unknown, so every later write fails too
+	// (raft steps down; a restart recovers from what is on disk).
+	broken error
 
 	// mu guards the index below; never held across disk I/O. Readers
 	// take a segment's file under it and read after releasing it; a read
@@ -502,6 +506,9 @@ func (s *logStore) StoreLogs(logs []*raft.Log) error {
 	if closed {
 		return errors.New("raft log closed")
 	}
+	if s.broken != nil {
+		return s.broken
+	}
 	for i, l := range logs {
 		if (last != 0 || i > 0) && l.Index != last+1 {
 			return fmt.Errorf("raft log: storing index %d after %d: entries must be contiguous", l.Index, last)
@@ -529,11 +536,16 @@ func (s *logStore) StoreLogs(logs []*raft.Log) error {
 		seg = created
 	}
 	base := seg.size
-	if _, err := seg.f.WriteAt(buf, base); err != nil {
-		return fmt.Errorf("write raft log: %w", err)
+	_, err := seg.f.WriteAt(buf, base)
+	if err == nil {
+		err = datasync(seg.f)
 	}
-	if err := datasync(seg.f); err != nil {
-		return fmt.Errorf("sync raft log: %w", err)
+	if err != nil {
+		if created != nil {
+			created.f.Close()
+		}
+		s.broken = fmt.Errorf("write raft log: %w", err)
+		return s.broken
 	}
 
 	s.mu.Lock()
@@ -592,6 +604,8 @@ func (s *logStore) DeleteRange(lo, hi uint64) error {
 	switch {
 	case closed:
 		return errors.New("raft log closed")
+	case s.broken != nil:
+		return s.broken
 	case first == 0 || lo > hi || hi < first || lo > last:
 		return nil
 	case lo <= first:
@@ -678,11 +692,13 @@ func (s *logStore) deleteSuffix(lo uint64) error {
 		zeros := make([]byte, min(to-from, 1<<20))
 		for pos := from; pos < to; pos += int64(len(zeros)) {
 			if _, err := cut.f.WriteAt(zeros[:min(int64(len(zeros)), to-pos)], pos); err != nil {
-				return fmt.Errorf("truncate raft log: %w", err)
+				s.broken = fmt.Errorf("truncate raft log: %w", err)
+				return s.broken
 			}
 		}
 		if err := datasync(cut.f); err != nil {
-			return fmt.Errorf("sync raft log: %w", err)
+			s.broken = fmt.Errorf("sync raft log: %w", err)
+			return s.broken
 		}
 	}
 	return nil

@@ -474,3 +474,24 @@ func FuzzLogRecovery(f *testing.F) {
 		}
 	})
 }
+
+// TestLogStoreWriteFailure: after a failed write the file's content is
+// unknown, so the store refuses every later write until it is reopened.
+func TestLogStoreWriteFailure(t *testing.T) {
+	dir := t.TempDir()
+	s := openTestLog(t, dir, 64<<10)
+	storeRange(t, s, 1, 10)
+	s.segs[len(s.segs)-1].f.Close() // every write to it fails now
+	if err := s.StoreLogs([]*raft.Log{testLog(11)}); err == nil {
+		t.Fatal("StoreLogs on a failing file succeeded")
+	}
+	if err := s.DeleteRange(1, 5); err == nil {
+		t.Error("DeleteRange after a failed write succeeded")
+	}
+	s.segs = s.segs[:len(s.segs)-1] // closed already
+	s.Close()
+	s = openTestLog(t, dir, 64<<10)
+	checkRange(t, s, 1, 10)
+	storeRange(t, s, 11, 12)
+	checkRange(t, s, 1, 12)
+}
