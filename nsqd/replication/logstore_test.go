@@ -495,3 +495,50 @@ func TestLogStoreWriteFailure(t *testing.T) {
 	storeRange(t, s, 11, 12)
 	checkRange(t, s, 1, 12)
 }
+
+// TestReplicaSetSnapshotCatchUpOnDisk: a replica that fell behind the
+// leader's compacted log installs a snapshot on its on-disk stores (raft
+// then empties its log, which goes on after the snapshot's index), keeps
+// up, and restarts with the set's state.
+func TestReplicaSetSnapshotCatchUpOnDisk(t *testing.T) {
+	s := &testSet{t: t, dirs: []string{t.TempDir(), t.TempDir(), t.TempDir()}}
+	s.tune = func(c *raft.Config) {
+		c.SnapshotThreshold = 16
+		c.TrailingLogs = 4
+		c.SnapshotInterval = 20 * time.Millisecond
+	}
+	s.init(3)
+	l := s.leader()
+	lag := (l + 1) % 3
+	if err := s.nodes[l].Meta(&Meta{Op: OpCreateChannel, Topic: "t", Channel: "c"}); err != nil {
+		t.Fatal(err)
+	}
+	s.isolate(lag)
+	publishN(t, s.nodes[l], "t", 100)
+	if err := s.nodes[l].raft.Snapshot().Error(); err != nil {
+		t.Fatalf("Snapshot: %v", err)
+	}
+	if first, _ := s.nodes[l].logs.FirstIndex(); first <= 2 {
+		t.Errorf("leader's log not compacted: first index %d", first)
+	}
+	s.heal(lag)
+	s.converged()
+	if got := s.nodes[lag].raft.Stats()["last_snapshot_index"]; got == "0" {
+		t.Errorf("lagging replica caught up without a snapshot")
+	}
+	publishN(t, s.nodes[l], "t", 10)
+	s.converged()
+
+	if err := s.nodes[lag].Close(); err != nil {
+		t.Fatal(err)
+	}
+	s.trans[lag].DisconnectAll()
+	s.connectAll()
+	s.nodes[lag] = s.open(lag)
+	l = s.leader()
+	publishN(t, s.nodes[l], "t", 1)
+	s.converged()
+	if got := len(ids(s.nodes[lag].fsm.View(true), "t", "c")); got != 111 {
+		t.Errorf("restarted replica holds %d messages, want 111", got)
+	}
+}
