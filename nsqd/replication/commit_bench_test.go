@@ -26,6 +26,12 @@ func (s *timedLogs) StoreLogs(logs []*raft.Log) error {
 	return err
 }
 
+// IsMonotonic passes on the store's raft.MonotonicLogStore answer.
+func (s *timedLogs) IsMonotonic() bool {
+	m, ok := s.LogStore.(raft.MonotonicLogStore)
+	return ok && m.IsMonotonic()
+}
+
 func (s *timedLogs) reset() { s.calls.Store(0); s.total.Store(0) }
 
 func (s *timedLogs) mean() time.Duration {
