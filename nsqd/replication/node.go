@@ -58,7 +58,8 @@ type Config struct {
 	// default: this replica's address in Peers, else Address.
 	Advertise string
 	Peers     []Peer // the initial set, this replica included
-	// Dir holds raft.db (log and stable store, bolt) and snapshots/.
+	// Dir holds log/ (the raft log, logstore.go), raft.db (term and
+	// vote, bolt) and snapshots/.
 	// Empty: in-memory stores (tests).
 	Dir string
 	// ClientAddrs is what followers forward to once this replica leads:
@@ -79,6 +80,9 @@ type Config struct {
 	// settings to override.
 	Transport raft.Transport
 	Tune      func(*raft.Config)
+	// wrapLogs, if set, wraps the on-disk log store (commit benchmarks
+	// time its calls).
+	wrapLogs func(raft.LogStore) raft.LogStore
 }
 
 // Errors a proposal can end with. ErrNotLeader: ask the leader (see
@@ -97,7 +101,8 @@ type Node struct {
 	raft  *raft.Raft
 	fsm   *FSM
 	trans raft.Transport
-	store *raftboltdb.BoltStore // nil in memory
+	store *raftboltdb.BoltStore // term and vote; nil in memory
+	logs  *logStore             // nil in memory
 
 	progress *progressBatcher
 
@@ -152,24 +157,33 @@ func Open(cfg Config, d Dispatcher) (*Node, error) {
 		if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 			return nil, fmt.Errorf("create raft directory: %w", err)
 		}
-		// No freelist written on each commit (rebuilt by a scan on
-		// open): fewer pages per fsync'd append.
+		// raft.db (bolt) keeps the term and vote; before the log moved
+		// to logStore it held the log too, migrated once here. No
+		// freelist written on each commit (rebuilt by a scan on open).
 		n.store, err = raftboltdb.New(raftboltdb.Options{
 			Path:        filepath.Join(cfg.Dir, "raft.db"),
 			BoltOptions: &bbolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType},
 		})
 		if err != nil {
-			return nil, fmt.Errorf("open raft log: %w", err)
+			return nil, fmt.Errorf("open raft stable store: %w", err)
 		}
 		stable = n.store
-		// The leader sends recent entries to followers from memory
-		// rather than reading them back from bolt.
-		if logs, err = raft.NewLogCache(1024, n.store); err != nil {
+		if n.logs, err = openLog(cfg.Dir, n.store, log); err != nil {
 			n.store.Close()
+			return nil, err
+		}
+		var store raft.LogStore = n.logs
+		if cfg.wrapLogs != nil {
+			store = cfg.wrapLogs(store)
+		}
+		// The leader sends recent entries to followers from memory
+		// rather than reading them back from disk.
+		if logs, err = raft.NewLogCache(1024, store); err != nil {
+			n.closeStore()
 			return nil, fmt.Errorf("raft log cache: %w", err)
 		}
 		if snaps, err = raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 2, rc.Logger); err != nil {
-			n.store.Close()
+			n.closeStore()
 			return nil, fmt.Errorf("open raft snapshots: %w", err)
 		}
 	}
@@ -232,6 +246,9 @@ func Open(cfg Config, d Dispatcher) (*Node, error) {
 }
 
 func (n *Node) closeStore() {
+	if n.logs != nil {
+		n.logs.Close()
+	}
 	if n.store != nil {
 		n.store.Close()
 	}
@@ -247,6 +264,9 @@ func (n *Node) Close() error {
 		err := n.raft.Shutdown().Error()
 		if c, ok := n.trans.(interface{ Close() error }); ok && n.cfg.Transport == nil {
 			err = errors.Join(err, c.Close())
+		}
+		if n.logs != nil {
+			err = errors.Join(err, n.logs.Close())
 		}
 		if n.store != nil {
 			err = errors.Join(err, n.store.Close())
