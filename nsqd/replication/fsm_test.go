@@ -19,9 +19,25 @@ type recorder struct {
 	synced    []TopicView
 	dispatch  bool
 	syncs     int
+	dropped   map[string][]uint64 // "topic/channel" → IDs, while dispatching
+	origins   map[string][]Origin // dead-letter topic → origins
 }
 
-func newRecorder() *recorder { return &recorder{delivered: make(map[string][]Message)} }
+func newRecorder() *recorder {
+	return &recorder{delivered: make(map[string][]Message), dropped: make(map[string][]uint64), origins: make(map[string][]Origin)}
+}
+
+func (r *recorder) Dropped(topic, channel string, ids []uint64, _ bool) {
+	r.mu.Lock()
+	r.dropped[topic+"/"+channel] = append(r.dropped[topic+"/"+channel], ids...)
+	r.mu.Unlock()
+}
+
+func (r *recorder) DeadLettered(topic string, origins []Origin) {
+	r.mu.Lock()
+	r.origins[topic] = append(r.origins[topic], origins...)
+	r.mu.Unlock()
+}
 
 func (r *recorder) ApplyMeta(m Meta) {
 	r.mu.Lock()
@@ -248,6 +264,19 @@ func FuzzReadState(f *testing.F) {
 	}
 	s, _ := fsm.Snapshot()
 	var buf bytes.Buffer
+	writeState(&buf, s.(*fsmSnapshot).s)
+	f.Add(buf.Bytes())
+	// With limits, defaults and dead letters with origins.
+	for _, e := range [][]byte{
+		AppendMeta(nil, &Meta{Op: OpDefaults, Arg: Defaults{MaxChannelDepth: 9}.Encode()}),
+		AppendMeta(nil, &Meta{Op: OpConfig, Topic: "t", Channel: "c", Arg: `{"overflow":"drop-oldest","max_depth":1,"dead_letter_dropped":true}`}),
+		pub("t", 0, "a", "b"),
+		AppendProgress(nil, &Progress{Topic: "t", Channel: "c", Time: 9, Dead: []Dead{{ID: 4, Attempts: 2, Reason: ReasonMaxAttempts}}}),
+	} {
+		fsm.Apply(&raft.Log{Type: raft.LogCommand, Data: e})
+	}
+	s, _ = fsm.Snapshot()
+	buf.Reset()
 	writeState(&buf, s.(*fsmSnapshot).s)
 	f.Add(buf.Bytes())
 	f.Fuzz(func(t *testing.T, b []byte) {
