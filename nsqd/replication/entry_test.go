@@ -34,13 +34,13 @@ func TestEntryRoundTrip(t *testing.T) {
 func TestDecodeEntryErrors(t *testing.T) {
 	good := AppendPublish(nil, &Publish{Topic: "t", Bodies: [][]byte{[]byte("hello")}})
 	cases := map[string][]byte{
-		"empty":      nil,
-		"version":    {2, kindPublish},
-		"kind":       {entryVersion, 9},
-		"truncated":  good[:len(good)-1],
-		"trailing":   append(append([]byte(nil), good...), 0),
-		"huge count": {entryVersion, kindPublish, 1, 't', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f},
-		"meta op":    {entryVersion, kindMeta, 0, 0, 0, 0},
+		"empty":         nil,
+		"version":       {2, kindPublish},
+		"kind":          {entryVersion, 9},
+		"truncated":     good[:len(good)-1],
+		"trailing":      append(append([]byte(nil), good...), 0),
+		"huge count":    {entryVersion, kindPublish, 1, 't', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f},
+		"meta op":       {entryVersion, kindMeta, 0, 0, 0, 0},
 		"settle reason": AppendProgress(nil, &Progress{Topic: "t", Channel: "c", Dead: []Dead{{ID: 1, Reason: reasonMax}}}),
 		"empty settle":  {entryVersion, kindSettle, 1, 't', 1, 'c', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
 		// A range whose end would wrap around: gap = max, span = 1.
