@@ -74,6 +74,11 @@ type Channel struct {
 	expiredCount           atomic.Uint64
 	deadLetteredCount      atomic.Uint64
 	deadLetterDroppedCount atomic.Uint64
+
+	// On a replica set's leader: messages the FSM dropped that were not
+	// at the head of the queue (replication_limits.go).
+	forgot       forgotten
+	hasForgotten atomic.Bool
 }
 
 func newChannel(t *Topic, name string) (*Channel, error) {

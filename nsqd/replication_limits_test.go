@@ -1,0 +1,364 @@
+package nsqd
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func followersOf(rs []*replica, l *replica) []*replica {
+	var out []*replica
+	for _, r := range rs {
+		if r != l && r.n != nil {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d", url, resp.StatusCode)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+}
+
+// waitChannel waits until every running replica has the channel.
+func waitChannel(t *testing.T, rs []*replica, topic, channel string) {
+	t.Helper()
+	for _, r := range rs {
+		if r.n != nil {
+			eventually(t, 5*time.Second, func() bool { _, err := r.n.topicChannel(topic, channel); return err == nil },
+				"replica %d has %s/%s", r.opts.ID, topic, channel)
+		}
+	}
+}
+
+func base(r *replica) string { return "http://" + r.n.HTTPAddr().String() }
+
+// TestReplicationLimitsConfig: a channel config POSTed on a follower is the
+// set's: every replica shows it (GET /channel/config, nsqd.dat), and a
+// publish over max_depth is refused with single-node's error on the leader
+// and on a follower (TCP PUB and MPUB, HTTP /pub), counted once per set.
+func TestReplicationLimitsConfig(t *testing.T) {
+	rs := startReplicaSet(t, 3)
+	l := leaderOf(t, rs)
+	fs := followersOf(rs, l)
+	for _, path := range []string{"/topic/create?topic=lim", "/channel/create?topic=lim&channel=c"} {
+		if code, body := httpPost(t, base(l)+path, ""); code != http.StatusOK {
+			t.Fatalf("POST %s: %d %s", path, code, body)
+		}
+	}
+	waitChannel(t, rs, "lim", "c")
+	if code, body := httpPost(t, base(fs[0])+"/channel/config?topic=lim&channel=c&max_depth=2&max_attempts=3", ""); code != http.StatusOK {
+		t.Fatalf("POST /channel/config on a follower = %d %s", code, body)
+	}
+	for _, r := range rs {
+		eventually(t, 5*time.Second, func() bool {
+			var cr ConfigResponse
+			getJSON(t, base(r)+"/channel/config?topic=lim&channel=c", &cr)
+			return cr.Overrides.MaxDepth != nil && *cr.Overrides.MaxDepth == 2 && cr.Effective.MaxDepth == 2 &&
+				cr.Effective.MaxAttempts == 3 && cr.Effective.Source["max_depth"] == "channel"
+		}, "replica %d shows the channel's config", r.opts.ID)
+		eventually(t, 5*time.Second, func() bool {
+			m, err := r.n.readMetadataFile()
+			return err == nil && len(m.Topics) == 1 && len(m.Topics[0].Channels) == 1 &&
+				m.Topics[0].Channels[0].Config != nil && *m.Topics[0].Channels[0].Config.MaxDepth == 2
+		}, "replica %d's nsqd.dat has the config", r.opts.ID)
+	}
+
+	lc := dialRaw(t, l.n)
+	lc.send("PUB lim", []byte("1"))
+	lc.expect(0, "OK")
+	fc := dialRaw(t, fs[1].n)
+	fc.send("PUB lim", []byte("2"))
+	fc.expect(0, "OK")
+	const full = "PUB failed channel lim:c is full (max_depth 2)"
+	for _, r := range rs {
+		c := dialRaw(t, r.n)
+		c.send("PUB lim", []byte("3"))
+		c.expect(1, "E_PUB_FAILED "+full)
+	}
+	c := dialRaw(t, fs[0].n)
+	c.write(cat([]byte("MPUB lim\n"), mpubBody("a", "b")))
+	c.expect(1, "E_MPUB_FAILED MPUB failed channel lim:c is full (max_depth 2)")
+	code, body := httpPost(t, base(fs[1])+"/pub?topic=lim", "4")
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "QUEUE_FULL") {
+		t.Errorf("/pub on a follower of a full channel = %d %s, want 503 QUEUE_FULL", code, body)
+	}
+	for _, r := range rs {
+		if got := r.unfinished("lim", "c"); got != 2 {
+			t.Errorf("replica %d holds %d messages, want 2", r.opts.ID, got)
+		}
+	}
+	var rejected uint64
+	for _, r := range rs {
+		ch, err := r.n.topicChannel("lim", "c")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rejected += ch.rejectedCount.Load()
+	}
+	if rejected != 6 { // 3 PUBs, an MPUB of 2, one /pub
+		t.Errorf("rejected_count summed over the set = %d, want 6", rejected)
+	}
+}
+
+func (n *NSQD) topicChannel(topic, channel string) (*Channel, error) {
+	t, err := n.GetExistingTopic(topic)
+	if err != nil {
+		return nil, err
+	}
+	return t.GetExistingChannel(channel)
+}
+
+// TestReplicationDeadLetterFailover: max_attempts on the leader makes a dead
+// letter in the set's state: consumed once from the dead-letter topic with
+// its origin (peek's death); after the leader stops, the new leader still
+// has the dead letter's origin, and the source message is not delivered
+// again.
+func TestReplicationDeadLetterFailover(t *testing.T) {
+	rs := startReplicaSet(t, 3)
+	l := leaderOf(t, rs)
+	for _, path := range []string{"/topic/create?topic=jobs", "/channel/create?topic=jobs&channel=w",
+		"/topic/create?topic=jobs.w.dlq", "/channel/create?topic=jobs.w.dlq&channel=ops",
+		"/channel/config?topic=jobs&channel=w&max_attempts=2"} {
+		if code, body := httpPost(t, base(l)+path, ""); code != http.StatusOK {
+			t.Fatalf("POST %s: %d %s", path, code, body)
+		}
+	}
+	waitChannel(t, rs, "jobs.w.dlq", "ops")
+	pc := dialRaw(t, l.n)
+	pc.send("PUB jobs", []byte("poison"))
+	pc.expect(0, "OK")
+	pc.send("PUB jobs", []byte("fine"))
+	pc.expect(0, "OK")
+
+	c := dialRaw(t, l.n)
+	c.send("SUB jobs w")
+	c.expect(0, "OK")
+	c.send("RDY 10")
+	attempts := 0
+	for fined := false; attempts < 2 || !fined; {
+		m := c.readMsg(5 * time.Second)
+		if m.body == "fine" {
+			c.send("FIN " + m.id)
+			fined = true
+			continue
+		}
+		attempts++
+		c.send("REQ " + m.id + " 0")
+	}
+	c.expectNothing(300 * time.Millisecond)
+
+	dc := dialRaw(t, l.n)
+	dc.send("SUB jobs.w.dlq ops")
+	dc.expect(0, "OK")
+	dc.send("RDY 10")
+	dm := dc.readMsg(5 * time.Second)
+	if dm.body != "poison" {
+		t.Fatalf("dead letter %q, want poison", dm.body)
+	}
+	dc.send("FIN " + dm.id)
+	dc.expectNothing(300 * time.Millisecond)
+	for _, r := range rs {
+		eventually(t, 5*time.Second, func() bool {
+			return r.unfinished("jobs", "w") == 0 && r.unfinished("jobs.w.dlq", "ops") == 0
+		}, "replica %d: source and dead letter settled", r.opts.ID)
+		eventually(t, 5*time.Second, func() bool {
+			var cr ConfigResponse
+			getJSON(t, base(r)+"/topic/config?topic=jobs.w.dlq", &cr)
+			return len(cr.DeadLetters) == 1 && cr.DeadLetters[0].ID == dm.id &&
+				cr.DeadLetters[0].Reason == "max_attempts" && cr.DeadLetters[0].Attempts == 2 && cr.DeadLetters[0].SourceChannel == "w"
+		}, "replica %d lists the dead letter's origin", r.opts.ID)
+	}
+
+	// A second poison message, dead-lettered and left in the dead-letter
+	// topic; then the leader goes.
+	pc.send("PUB jobs", []byte("poison2"))
+	pc.expect(0, "OK")
+	for range 2 {
+		m := c.readMsg(5 * time.Second)
+		c.send("REQ " + m.id + " 0")
+	}
+	for _, r := range rs {
+		eventually(t, 5*time.Second, func() bool {
+			return r.unfinished("jobs", "w") == 0 && r.unfinished("jobs.w.dlq", "ops") == 1
+		}, "replica %d: second dead letter in the set's state", r.opts.ID)
+	}
+	c.Close()
+	dc.Close()
+	l.stop()
+	l.n = nil
+	l2 := leaderOf(t, rs)
+	c2 := dialRaw(t, l2.n)
+	c2.send("SUB jobs w")
+	c2.expect(0, "OK")
+	c2.send("RDY 10")
+	c2.expectNothing(500 * time.Millisecond) // the source messages are settled
+	resp, err := http.Get(base(l2) + "/channel/peek?topic=jobs.w.dlq&channel=ops")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var peek struct {
+		Messages []PeekMessage `json:"messages"`
+	}
+	json.NewDecoder(resp.Body).Decode(&peek)
+	resp.Body.Close()
+	if len(peek.Messages) != 1 || peek.Messages[0].Death == nil || peek.Messages[0].Death.SourceTopic != "jobs" ||
+		peek.Messages[0].Death.Reason != "max_attempts" {
+		t.Errorf("peek on the new leader = %+v, want poison2 with its origin", peek.Messages)
+	}
+	d2 := dialRaw(t, l2.n)
+	d2.send("SUB jobs.w.dlq ops")
+	d2.expect(0, "OK")
+	d2.send("RDY 10")
+	if m := d2.readMsg(5 * time.Second); m.body != "poison2" {
+		t.Errorf("dead letter after failover %q, want poison2", m.body)
+	}
+	d2.expectNothing(300 * time.Millisecond)
+}
+
+// runDrainable runs a replica whose Run may end by itself (a drain); the
+// channel gets Run's result when it ends.
+func (r *replica) runDrainable() <-chan error {
+	r.t.Helper()
+	n, err := New(r.opts)
+	if err != nil {
+		r.t.Fatalf("New: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	ended := make(chan error, 1)
+	go func() {
+		err := n.Run(ctx)
+		done <- err
+		ended <- err
+	}()
+	r.n = n
+	r.stop = sync.OnceFunc(func() {
+		cancel()
+		if err := <-done; err != nil {
+			r.t.Errorf("Run: %v", err)
+		}
+	})
+	r.t.Cleanup(r.stop)
+	return ended
+}
+
+func (n *NSQD) readMetadataFile() (metadata, error) {
+	var m metadata
+	b, err := os.ReadFile(n.metadataFile())
+	if err == nil {
+		err = json.Unmarshal(b, &m)
+	}
+	return m, err
+}
+
+// TestReplicationDrain: a draining follower refuses publishes, gives back
+// what its relay held and exits 0; a draining leader hands the lead over
+// first. The set keeps every message: the rest of the set delivers them.
+func TestReplicationDrain(t *testing.T) {
+	rs := startReplicaSet(t, 3)
+	l := leaderOf(t, rs)
+	for _, r := range rs {
+		r.stop()
+	}
+	results := make([]<-chan error, len(rs))
+	for i, r := range rs {
+		results[i] = r.runDrainable()
+	}
+	l = leaderOf(t, rs)
+	fs := followersOf(rs, l)
+	for _, path := range []string{"/topic/create?topic=d", "/channel/create?topic=d&channel=c"} {
+		if code, body := httpPost(t, base(l)+path, ""); code != http.StatusOK {
+			t.Fatalf("POST %s: %d %s", path, code, body)
+		}
+	}
+	pc := dialRaw(t, l.n)
+	for i := range 10 {
+		pc.send("PUB d", []byte(fmt.Sprintf("m%d", i)))
+		pc.expect(0, "OK")
+	}
+	// A consumer on the follower holds one message in flight through its
+	// relay, and the relay has more queued there.
+	f := fs[0]
+	fc := dialRaw(t, f.n)
+	fc.send("SUB d c")
+	fc.expect(0, "OK")
+	fc.send("RDY 1")
+	held := fc.readMsg(10 * time.Second)
+
+	req, _ := http.NewRequest(http.MethodPut, base(f)+"/state/drain", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	c := dialRaw(t, f.n)
+	c.send("PUB d", []byte("refused"))
+	c.expect(1, "E_PUB_FAILED PUB failed nsqd draining")
+	fc.send("FIN " + held.id)
+	select {
+	case err := <-results[indexOf(rs, f)]:
+		if err != nil {
+			t.Fatalf("draining follower: Run = %v, want nil", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatalf("draining follower did not exit")
+	}
+	f.n = nil
+	fc.Close()
+
+	// The leader drains: it hands the lead to the last replica first.
+	other := fs[1]
+	req, _ = http.NewRequest(http.MethodPut, base(l)+"/state/drain", nil)
+	if resp, err = http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	eventually(t, 15*time.Second, other.leads, "the other replica leads")
+	select {
+	case err := <-results[indexOf(rs, l)]:
+		if err != nil {
+			t.Fatalf("draining leader: Run = %v, want nil", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatalf("draining leader did not exit")
+	}
+	l.n = nil
+
+	// The drained replicas come back; the set delivers the 9 unfinished.
+	f.runDrainable()
+	l.runDrainable()
+	l2 := leaderOf(t, rs)
+	got := consume(t, l2.n, "d", "c", 9)
+	for _, b := range got {
+		if b == held.body {
+			t.Errorf("FIN'd message %s delivered again", b)
+		}
+	}
+}
+
+func indexOf(rs []*replica, r *replica) int {
+	for i, x := range rs {
+		if x == r {
+			return i
+		}
+	}
+	return -1
+}
