@@ -78,6 +78,7 @@ type replicaSet struct {
 	// lastHandOff is when a draining leader last asked for a leadership
 	// transfer; drainLoop only (handOff).
 	lastHandOff time.Time
+	handOffs    int
 }
 
 const replicationApplyTimeout = 5 * time.Second

@@ -369,9 +369,23 @@ func (r *replicaSet) handOff() bool {
 		return false
 	}
 	r.lastHandOff = time.Now()
-	r.n.logger.Info("REPLICATION: draining: handing the lead to another replica")
-	if err := r.node.TransferLeadership(""); err != nil {
-		r.n.logger.Warn("REPLICATION: leadership transfer failed; retrying", "err", err)
+	// To a replica that answers heartbeats (raft's own choice may be one
+	// that is down), a different one at each attempt.
+	var live []string
+	for _, p := range st.Peers {
+		if p.ID != r.id && p.LastContactMS == 0 {
+			live = append(live, p.ID)
+		}
+	}
+	if len(live) == 0 {
+		r.n.logger.Warn("REPLICATION: draining: no other replica answers; keeping the lead for now")
+		return false
+	}
+	r.handOffs++
+	to := live[r.handOffs%len(live)]
+	r.n.logger.Info("REPLICATION: draining: handing the lead to another replica", "to", to)
+	if err := r.node.TransferLeadership(to); err != nil {
+		r.n.logger.Warn("REPLICATION: leadership transfer failed; retrying", "to", to, "err", err)
 	}
 	return false
 }
