@@ -35,19 +35,14 @@ import (
 // defaults are the nsqd-wide limits in force: the set's on a replica, the
 // flags otherwise.
 func (n *NSQD) defaults() replication.Defaults {
-	if d := n.limitDefaults.Load(); d != nil {
-		out := *d
-		out.Overflow = cmpOverflow(out.Overflow)
-		return out
+	d := n.opts.limitDefaults()
+	if p := n.limitDefaults.Load(); p != nil {
+		d = *p
 	}
-	return n.opts.limitDefaults()
-}
-
-func cmpOverflow(s string) string {
-	if s == "" {
-		return OverflowReject
+	if d.Overflow == "" {
+		d.Overflow = OverflowReject
 	}
-	return s
+	return d
 }
 
 // limitDefaults are the limit flags as the set's defaults (overflow reject,

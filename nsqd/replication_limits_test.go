@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -375,4 +376,70 @@ func indexOf(rs []*replica, r *replica) int {
 		}
 	}
 	return -1
+}
+
+// TestReplicationDropOldestAndTTL: drop-oldest is the FSM's on every
+// replica and the leader's channel forgets what it dropped (a consumer
+// gets the newest only), dead-lettered with dead_letter_dropped; a message
+// past msg_ttl_ms is expired by the leader and dead-lettered with
+// dead_letter_expired, on every replica's state.
+func TestReplicationDropOldestAndTTL(t *testing.T) {
+	rs := startReplicaSet(t, 3)
+	l := leaderOf(t, rs)
+	for _, path := range []string{"/topic/create?topic=q", "/channel/create?topic=q&channel=c",
+		"/channel/config?topic=q&channel=c&max_depth=2&overflow=drop-oldest&dead_letter_dropped=true&dead_letter_topic=q-dead",
+		"/topic/create?topic=q-dead", "/channel/create?topic=q-dead&channel=ops"} {
+		if code, body := httpPost(t, base(l)+path, ""); code != http.StatusOK {
+			t.Fatalf("POST %s: %d %s", path, code, body)
+		}
+	}
+	waitChannel(t, rs, "q-dead", "ops")
+	pc := dialRaw(t, followersOf(rs, l)[0].n)
+	for _, b := range bodies("d", 0, 5) {
+		pc.send("PUB q", []byte(b))
+		pc.expect(0, "OK")
+	}
+	for _, r := range rs {
+		eventually(t, 5*time.Second, func() bool {
+			return r.unfinished("q", "c") == 2 && r.unfinished("q-dead", "ops") == 3
+		}, "replica %d: 2 kept, 3 dead-lettered", r.opts.ID)
+	}
+	lc, _ := l.n.topicChannel("q", "c")
+	if d := lc.Depth(); d != 2 {
+		t.Errorf("leader's channel depth = %d, want 2 (the dropped forgotten)", d)
+	}
+	if got := consume(t, l.n, "q", "c", 2); !slices.Equal(got, []string{"d003", "d004"}) {
+		t.Errorf("consumer got %v, want the newest two", got)
+	}
+	if got := consume(t, l.n, "q-dead", "ops", 3); !slices.Equal(got, []string{"d000", "d001", "d002"}) {
+		t.Errorf("dead letters %v, want the oldest three", got)
+	}
+	if n := lc.droppedCount.Load(); n != 3 {
+		t.Errorf("leader's dropped_count = %d, want 3", n)
+	}
+
+	// TTL: the leader expires at delivery and logs the dead letter.
+	for _, path := range []string{"/topic/create?topic=ttl", "/channel/create?topic=ttl&channel=c",
+		"/channel/config?topic=ttl&channel=c&msg_ttl=50ms&dead_letter_expired=true&dead_letter_topic=q-dead"} {
+		if code, body := httpPost(t, base(l)+path, ""); code != http.StatusOK {
+			t.Fatalf("POST %s: %d %s", path, code, body)
+		}
+	}
+	pc.send("PUB ttl", []byte("old"))
+	pc.expect(0, "OK")
+	time.Sleep(100 * time.Millisecond) // older than the TTL
+	c := dialRaw(t, l.n)
+	c.send("SUB ttl c")
+	c.expect(0, "OK")
+	c.send("RDY 10")
+	c.expectNothing(300 * time.Millisecond)
+	tc, _ := l.n.topicChannel("ttl", "c")
+	for _, r := range rs {
+		eventually(t, 5*time.Second, func() bool {
+			return r.unfinished("ttl", "c") == 0 && r.unfinished("q-dead", "ops") == 1
+		}, "replica %d: expired message dead-lettered", r.opts.ID)
+	}
+	if n := tc.expiredCount.Load(); n != 1 {
+		t.Errorf("leader's expired_count = %d, want 1", n)
+	}
 }
