@@ -13,7 +13,7 @@ import (
 	"time"
 )
 
-func followersOf(rs []*replica, l *replica) []*replica {
+func liveFollowers(rs []*replica, l *replica) []*replica {
 	var out []*replica
 	for _, r := range rs {
 		if r != l && r.n != nil {
@@ -58,7 +58,7 @@ func base(r *replica) string { return "http://" + r.n.HTTPAddr().String() }
 func TestReplicationLimitsConfig(t *testing.T) {
 	rs := startReplicaSet(t, 3)
 	l := leaderOf(t, rs)
-	fs := followersOf(rs, l)
+	fs := liveFollowers(rs, l)
 	for _, path := range []string{"/topic/create?topic=lim", "/channel/create?topic=lim&channel=c"} {
 		if code, body := httpPost(t, base(l)+path, ""); code != http.StatusOK {
 			t.Fatalf("POST %s: %d %s", path, code, body)
@@ -284,7 +284,7 @@ func TestReplicationDrain(t *testing.T) {
 		results[i] = r.runDrainable()
 	}
 	l = leaderOf(t, rs)
-	fs := followersOf(rs, l)
+	fs := liveFollowers(rs, l)
 	for _, path := range []string{"/topic/create?topic=d", "/channel/create?topic=d&channel=c"} {
 		if code, body := httpPost(t, base(l)+path, ""); code != http.StatusOK {
 			t.Fatalf("POST %s: %d %s", path, code, body)
@@ -394,7 +394,7 @@ func TestReplicationDropOldestAndTTL(t *testing.T) {
 		}
 	}
 	waitChannel(t, rs, "q-dead", "ops")
-	pc := dialRaw(t, followersOf(rs, l)[0].n)
+	pc := dialRaw(t, liveFollowers(rs, l)[0].n)
 	for _, b := range bodies("d", 0, 5) {
 		pc.send("PUB q", []byte(b))
 		pc.expect(0, "OK")
