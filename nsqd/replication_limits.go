@@ -384,3 +384,18 @@ func (r *replicaSet) handOff() bool {
 	}
 	return false
 }
+
+// backlogTaken reports messages the leader took out of a replicated topic's
+// backlog (a redrive): the set's backlog loses them too, through a Progress
+// entry of the topic (channel ""). On a follower the backlog is empty.
+func (t *Topic) backlogTaken(msgs []*Message) {
+	r := t.nsqd.repl.Load()
+	if r == nil || t.ephemeral || !r.dispatching.Load() {
+		return
+	}
+	for _, m := range msgs {
+		if id, ok := messageIDValue(m.ID); ok {
+			r.node.Finish(t.name, "", id)
+		}
+	}
+}

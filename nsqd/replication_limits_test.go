@@ -117,6 +117,35 @@ func TestReplicationLimitsConfig(t *testing.T) {
 	if rejected != 6 { // 3 PUBs, an MPUB of 2, one /pub
 		t.Errorf("rejected_count summed over the set = %d, want 6", rejected)
 	}
+
+	// nsqadmin's limits form posts to every producer of the topic at once:
+	// three equal OpConfig entries, the same result everywhere.
+	var wg sync.WaitGroup
+	for _, r := range rs {
+		wg.Go(func() {
+			resp, err := http.Post(base(r)+"/channel/config?topic=lim&channel=c&max_depth=3", "", nil)
+			if err != nil {
+				t.Errorf("POST: %v", err)
+				return
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Errorf("POST /channel/config on replica %d = %d", r.opts.ID, resp.StatusCode)
+			}
+		})
+	}
+	wg.Wait()
+	for _, r := range rs {
+		eventually(t, 5*time.Second, func() bool {
+			var cr ConfigResponse
+			getJSON(t, base(r)+"/channel/config?topic=lim&channel=c", &cr)
+			return cr.Effective.MaxDepth == 3 && cr.Effective.MaxAttempts == 3
+		}, "replica %d shows max_depth 3", r.opts.ID)
+	}
+	c.Close()
+	c = dialRaw(t, fs[0].n)
+	c.send("PUB lim", []byte("3"))
+	c.expect(0, "OK")
 }
 
 func (n *NSQD) topicChannel(topic, channel string) (*Channel, error) {
@@ -441,5 +470,57 @@ func TestReplicationDropOldestAndTTL(t *testing.T) {
 	}
 	if n := tc.expiredCount.Load(); n != 1 {
 		t.Errorf("leader's expired_count = %d, want 1", n)
+	}
+}
+
+// backlog is how many messages a topic's backlog holds in the set's state
+// as replica r sees it.
+func (r *replica) backlog(topic string) int {
+	for _, tv := range r.n.repl.Load().node.FSM().View(true) {
+		if tv.Name == topic {
+			return len(tv.Messages)
+		}
+	}
+	return -1
+}
+
+// TestReplicationRedrive: a dead letter waiting in a dead-letter topic
+// without channels is redriven on the leader; the set's backlog loses it
+// on every replica and the source channel gets it again.
+func TestReplicationRedrive(t *testing.T) {
+	rs := startReplicaSet(t, 3)
+	l := leaderOf(t, rs)
+	for _, path := range []string{"/topic/create?topic=r", "/channel/create?topic=r&channel=c",
+		"/channel/config?topic=r&channel=c&max_attempts=1"} {
+		if code, body := httpPost(t, base(l)+path, ""); code != http.StatusOK {
+			t.Fatalf("POST %s: %d %s", path, code, body)
+		}
+	}
+	pc := dialRaw(t, l.n)
+	pc.send("PUB r", []byte("x"))
+	pc.expect(0, "OK")
+	c := dialRaw(t, l.n)
+	c.send("SUB r c")
+	c.expect(0, "OK")
+	c.send("RDY 1")
+	m := c.readMsg(5 * time.Second)
+	c.send("REQ " + m.id + " 0")
+	for _, r := range rs {
+		eventually(t, 5*time.Second, func() bool { return r.unfinished("r", "c") == 0 && r.backlog("r.c.dlq") == 1 },
+			"replica %d: dead letter in r.c.dlq's backlog", r.opts.ID)
+	}
+	for _, r := range liveFollowers(rs, l) {
+		if code, body := httpPost(t, base(r)+"/topic/redrive?topic=r.c.dlq&to_topic=r", ""); code != http.StatusOK || !strings.Contains(body, `"redriven":0`) {
+			t.Errorf("redrive on a follower = %d %s, want 200 and 0 (the leader holds the queue)", code, body)
+		}
+	}
+	if code, body := httpPost(t, base(l)+"/topic/redrive?topic=r.c.dlq&to_topic=r", ""); code != http.StatusOK || !strings.Contains(body, `"redriven":1`) {
+		t.Fatalf("redrive on the leader = %d %s", code, body)
+	}
+	for _, r := range rs {
+		eventually(t, 5*time.Second, func() bool { return r.backlog("r.c.dlq") == 0 }, "replica %d: r.c.dlq emptied", r.opts.ID)
+	}
+	if m := c.readMsg(5 * time.Second); m.body != "x" {
+		t.Errorf("redriven message %q, want x", m.body)
 	}
 }

@@ -150,7 +150,9 @@ type Dead struct {
 }
 
 // Progress is a batch of one channel's settlements: finished IDs as sorted,
-// disjoint ranges, requeued messages and dead letters. Time (Unix ns, the
+// disjoint ranges, requeued messages and dead letters. Channel "" is the
+// topic's backlog, of which only Finished applies (messages the leader took
+// out of it: a redrive). Time (Unix ns, the
 // leader's clock) stamps the dead letters' origins.
 type Progress struct {
 	Topic    string

@@ -450,6 +450,33 @@ func (f *FSM) deadLetter(topic, channel string, l limits, msgs []*pending, why [
 	f.put(name, dt, out, 0, now, false)
 }
 
+// finishBacklog removes finished IDs from a topic's backlog: messages the
+// leader took from it (POST /topic/redrive of a dead-letter topic).
+func finishBacklog(t *topicState, finished []Range) {
+	if len(finished) == 0 {
+		return
+	}
+	kept := make([]*pending, 0, len(t.backlog))
+	for _, p := range t.backlog {
+		id := p.msg.id
+		i, _ := slices.BinarySearchFunc(finished, id, func(r Range, id uint64) int {
+			switch {
+			case r.Last < id:
+				return -1
+			case r.First > id:
+				return 1
+			}
+			return 0
+		})
+		if i < len(finished) && finished[i].First <= id && id <= finished[i].Last {
+			t.bytes -= int64(len(p.msg.body))
+			continue
+		}
+		kept = append(kept, p)
+	}
+	t.backlog = kept
+}
+
 // flushBacklog gives the topic's backlog to its channels, as nsqd does when
 // a topic gets its first channel or is unpaused.
 func flushBacklog(t *topicState) {
@@ -534,6 +561,10 @@ func (f *FSM) applyMeta(m *Meta) {
 func (f *FSM) applyProgress(p *Progress) {
 	t := f.s.topics[p.Topic]
 	if t == nil {
+		return
+	}
+	if p.Channel == "" {
+		finishBacklog(t, p.Finished)
 		return
 	}
 	c := t.channels[p.Channel]

@@ -195,3 +195,16 @@ func TestFSMDefaults(t *testing.T) {
 func logAt(index uint64, data []byte) *raft.Log {
 	return &raft.Log{Index: index, Type: raft.LogCommand, Data: data}
 }
+
+// TestFSMFinishBacklog: a Progress of channel "" takes messages out of the
+// topic's backlog (a redrive on the leader).
+func TestFSMFinishBacklog(t *testing.T) {
+	f := NewFSM(nil, nil)
+	applyEntries(t, f, pub("t", 0, "1", "2", "3", "4"), fin("t", "", 2, 3), fin("t", "c", 1))
+	if got := ids(f.View(true), "t", ""); !slices.Equal(got, []uint64{1, 4}) {
+		t.Errorf("backlog = %v, want [1 4]", got)
+	}
+	if b := f.s.topics["t"].bytes; b != 2 {
+		t.Errorf("backlog bytes = %d, want 2", b)
+	}
+}
