@@ -524,3 +524,37 @@ func TestReplicationRedrive(t *testing.T) {
 		t.Errorf("redriven message %q, want x", m.body)
 	}
 }
+
+// TestReplicationLimitFlags: the limit flags are accepted with
+// --replication-address; the leader records them as the set's defaults,
+// which every replica shows and the set enforces.
+func TestReplicationLimitFlags(t *testing.T) {
+	o := NewOptions()
+	o.ID = 1
+	o.ReplicationAddress, o.ReplicationPeers = "127.0.0.1:4153", "1@127.0.0.1:4153"
+	o.MaxChannelDepth, o.MaxAttempts, o.Overflow = 1, 5, OverflowReject
+	if err := o.Validate(); err != nil {
+		t.Fatalf("Validate with limit flags and --replication-address: %v", err)
+	}
+
+	rs := startReplicaSetWith(t, 3, func(o *Options) { o.MaxChannelDepth, o.MaxAttempts = 1, 5 })
+	l := leaderOf(t, rs)
+	for _, path := range []string{"/topic/create?topic=f", "/channel/create?topic=f&channel=c"} {
+		if code, body := httpPost(t, base(l)+path, ""); code != http.StatusOK {
+			t.Fatalf("POST %s: %d %s", path, code, body)
+		}
+	}
+	waitChannel(t, rs, "f", "c")
+	for _, r := range rs {
+		var cr ConfigResponse
+		eventually(t, 5*time.Second, func() bool {
+			getJSON(t, base(r)+"/channel/config?topic=f&channel=c", &cr)
+			return cr.Effective.MaxDepth == 1 && cr.Effective.MaxAttempts == 5 && cr.Effective.Source["max_depth"] == "default"
+		}, "replica %d: effective %+v, want the flags' max_depth 1, max_attempts 5", r.opts.ID, &cr.Effective)
+	}
+	c := dialRaw(t, liveFollowers(rs, l)[0].n)
+	c.send("PUB f", []byte("1"))
+	c.expect(0, "OK")
+	c.send("PUB f", []byte("2"))
+	c.expect(1, "E_PUB_FAILED PUB failed channel f:c is full (max_depth 1)")
+}
