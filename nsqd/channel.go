@@ -331,6 +331,11 @@ func (c *Channel) addClient(cl *client) error {
 	if c.exiting {
 		return ErrExiting
 	}
+	if c.nsqd.drain.active.Load() && c.replicated() {
+		// A draining replica takes nothing new from its set: a new
+		// subscriber would get nothing here (replication_limits.go).
+		return ErrDraining
+	}
 	if max := c.nsqd.opts.MaxChannelConsumers; max > 0 && len(c.clients) >= max {
 		return fmt.Errorf("consumers for %s:%s exceeds limit of %d", c.topicName, c.name, max)
 	}

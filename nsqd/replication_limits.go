@@ -340,11 +340,12 @@ func (t *Topic) fullError(err error, n int) error {
 }
 
 // Drain on a replica (docs/replication.md, "Drain"). A draining follower
-// refuses publishes (as any draining nsqd), sets each relay's RDY to 0 so
-// that it takes nothing new from the leader, lets its consumers settle
-// what they hold, then ends the relay, which hands back whatever is still
-// queued here (the leader requeues a relay's in-flight messages when it
-// disconnects). Its channels are then empty and the drain ends as on a
+// refuses publishes (as any draining nsqd) and new subscribers to its
+// replicated channels (unlike a single node, it has nothing left for them:
+// E_SUB_FAILED), sets each relay's RDY to 0 so that it takes nothing new
+// from the leader, lets its consumers settle what they hold, then ends the
+// relay, which hands back whatever is still queued here (the leader
+// requeues a relay's in-flight messages when it disconnects). Its channels are then empty and the drain ends as on a
 // single node: exit 0. A draining leader first hands the lead to another
 // replica (handOff); what it had in flight is delivered again by the new
 // leader. Nothing is lost: the messages are the set's, in its log.

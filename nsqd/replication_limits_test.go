@@ -342,6 +342,9 @@ func TestReplicationDrain(t *testing.T) {
 	c := dialRaw(t, f.n)
 	c.send("PUB d", []byte("refused"))
 	c.expect(1, "E_PUB_FAILED PUB failed nsqd draining")
+	c = dialRaw(t, f.n)
+	c.send("SUB d c")
+	c.expect(1, "E_SUB_FAILED SUB failed nsqd draining")
 	// The consumer settles what it holds (and what the relay delivered
 	// before RDY 0 reached the leader); the follower then exits 0.
 	finned := map[string]bool{held.body: true}
