@@ -140,7 +140,7 @@ func (r *replicaSet) syncRelays() {
 				if draining && (r.relays[relayKey{t.name, c.name}] == nil || c.inFlightCount.Load() == 0) {
 					// Draining: no new relay; one whose local
 					// deliveries are all settled ends, handing back
-					// what it holds (see drainReplica).
+					// what it holds (replication_limits.go, "Drain").
 					continue
 				}
 				if !c.ephemeral && len(c.clientList()) > 0 {
