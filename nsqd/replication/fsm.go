@@ -86,10 +86,10 @@ type channelState struct {
 	config string // overrides as nsqd's JSON (OpConfig)
 
 	// Derived, rebuilt by refreshLimits after a restore: the limits in
-	// force, the body bytes of msgs and, while drop-oldest bounds the
-	// channel, the IDs of msgs in the order they came (ascending: a
-	// channel only ever gets messages newer than those it holds), with
-	// finished IDs skipped lazily from head.
+	// force, the body bytes of msgs (while max_bytes is set) and, while
+	// drop-oldest bounds the channel, the IDs of msgs in the order they
+	// came (ascending: a channel only ever gets messages newer than those
+	// it holds), with finished IDs skipped lazily from head.
 	lim   limits
 	bytes int64
 	order []uint64
@@ -201,10 +201,13 @@ func (f *FSM) topic(name string) *topicState {
 	return t
 }
 
-// add puts p in the channel.
+// add puts p in the channel. bytes is kept only while max_bytes bounds the
+// channel (refreshLimits recounts it when that changes).
 func (c *channelState) add(p *pending) {
 	c.msgs[p.msg.id] = p
-	c.bytes += int64(len(p.msg.body))
+	if c.lim.maxBytes > 0 {
+		c.bytes += int64(len(p.msg.body))
+	}
 	if c.order != nil {
 		c.order = append(c.order, p.msg.id)
 		if live := len(c.order) - c.head; live > 1024 && live > 2*len(c.msgs) {
@@ -218,9 +221,20 @@ func (c *channelState) remove(id uint64) *pending {
 	p := c.msgs[id]
 	if p != nil {
 		delete(c.msgs, id)
-		c.bytes -= int64(len(p.msg.body))
+		if c.lim.maxBytes > 0 {
+			c.bytes -= int64(len(p.msg.body))
+		}
 	}
 	return p
+}
+
+// finish takes id out of the channel (a FIN).
+func (c *channelState) finish(id uint64) {
+	if c.lim.maxBytes > 0 {
+		c.remove(id)
+		return
+	}
+	delete(c.msgs, id)
 }
 
 func (c *channelState) clear() {
@@ -271,8 +285,10 @@ func (f *FSM) refreshLimits(name string, t *topicState) {
 	for cname, c := range t.channels {
 		c.lim = resolveChannel(d, name, cname, tp, parseOverrides(c.config))
 		c.bytes = 0
-		for _, p := range c.msgs {
-			c.bytes += int64(len(p.msg.body))
+		if c.lim.maxBytes > 0 {
+			for _, p := range c.msgs {
+				c.bytes += int64(len(p.msg.body))
+			}
 		}
 		switch {
 		case !c.lim.drops():
@@ -365,10 +381,15 @@ func (f *FSM) put(name string, t *topicState, msgs []message, deliverAt, now int
 	if t.lim.drops() {
 		f.dropBacklog(t)
 	}
-	for _, cname := range slices.Sorted(maps.Keys(t.channels)) {
-		if c := t.channels[cname]; c.lim.drops() {
-			f.dropOldest(name, cname, c, now, deadLetter)
+	var drops []string // by name: dead letters get their IDs in that order
+	for cname, c := range t.channels {
+		if c.lim.drops() {
+			drops = append(drops, cname)
 		}
+	}
+	slices.Sort(drops)
+	for _, cname := range drops {
+		f.dropOldest(name, cname, t.channels[cname], now, deadLetter)
 	}
 }
 
@@ -575,13 +596,13 @@ func (f *FSM) applyProgress(p *Progress) {
 		if r.Last-r.First >= uint64(len(c.msgs)) {
 			for id := range c.msgs {
 				if id >= r.First && id <= r.Last {
-					c.remove(id)
+					c.finish(id)
 				}
 			}
 			continue
 		}
 		for id := r.First; ; id++ {
-			c.remove(id)
+			c.finish(id)
 			if id == r.Last {
 				break
 			}
