@@ -2,6 +2,7 @@ package replication
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"io"
@@ -206,5 +207,31 @@ func TestFSMFinishBacklog(t *testing.T) {
 	}
 	if b := f.s.topics["t"].bytes; b != 2 {
 		t.Errorf("backlog bytes = %d, want 2", b)
+	}
+}
+
+// TestReadStateVersion1: a snapshot written before limits were replicated
+// (format version 1: no defaults, config or origins) is still read.
+func TestReadStateVersion1(t *testing.T) {
+	b := []byte(snapshotMagic)
+	b = append(b, 1)
+	b = append(b, 9, 1) // index 9, lastID 1
+	b = append(b, 0)    // no leaders
+	b = append(b, 1, 1) // one message: ID 1
+	b = binary.BigEndian.AppendUint64(b, 42)
+	b = append(b, 2, 'h', 'i')
+	b = append(b, 1, 1, 't', 1) // topic t, paused
+	b = append(b, 0)            // empty backlog
+	b = append(b, 1, 1, 'c', 0) // channel c
+	b = append(b, 1, 1)         // holding message 1
+	b = binary.BigEndian.AppendUint64(b, 0)
+	b = append(b, 2) // attempts 2
+	s, err := readState(bytes.NewReader(b))
+	if err != nil {
+		t.Fatalf("readState(version 1): %v", err)
+	}
+	c := s.topics["t"].channels["c"]
+	if !s.topics["t"].paused || c.msgs[1] == nil || c.msgs[1].attempts != 2 || string(c.msgs[1].msg.body) != "hi" || s.defaults != "" || c.config != "" {
+		t.Errorf("version 1 state read as %+v / %+v", s.topics["t"], c)
 	}
 }
