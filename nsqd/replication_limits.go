@@ -164,7 +164,10 @@ func (r *replicaSet) deadLetters(c *Channel, l *limits, msgs []*Message, reason 
 	}
 }
 
-// Dropped implements replication.Dispatcher (leader only): the FSM removed
+// replicaSet is told what the set's limits do.
+var _ replication.LimitDispatcher = (*replicaSet)(nil)
+
+// Dropped implements replication.LimitDispatcher (leader only): the FSM removed
 // ids from the channel (drop-oldest); the leader's copy forgets them.
 func (r *replicaSet) Dropped(topic, channel string, ids []uint64, deadLettered bool) {
 	t, err := r.n.GetExistingTopic(topic)
@@ -182,7 +185,7 @@ func (r *replicaSet) Dropped(topic, channel string, ids []uint64, deadLettered b
 	c.forget(ids)
 }
 
-// DeadLettered implements replication.Dispatcher (every replica): the
+// DeadLettered implements replication.LimitDispatcher (every replica): the
 // origins go to the dead-letter topic's death log, as a single node's do,
 // so peek and GET /topic/config show them on every replica.
 func (r *replicaSet) DeadLettered(topic string, origins []replication.Origin) {

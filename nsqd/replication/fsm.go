@@ -58,6 +58,13 @@ type Dispatcher interface {
 	// (what was in flight under the previous leader is delivered again);
 	// otherwise the daemon drops the replicated messages it holds.
 	Sync(topics []TopicView, dispatch bool)
+}
+
+// LimitDispatcher is a Dispatcher that is also told what the FSM's limits
+// do (nsqd is; a Dispatcher without limits need not be). Its methods are
+// called as Dispatcher's.
+type LimitDispatcher interface {
+	Dispatcher
 	// Dropped is called on the leader only when the FSM itself removed
 	// messages from a channel (overflow=drop-oldest): the daemon forgets
 	// them. deadLettered says whether they went to the dead-letter topic.
@@ -125,6 +132,7 @@ func newState() *state {
 type FSM struct {
 	log *slog.Logger
 	d   Dispatcher
+	ld  LimitDispatcher // d, if it is one
 
 	// mu guards the fields below; see the package doc for the lock order.
 	mu       sync.Mutex
@@ -142,7 +150,8 @@ func NewFSM(d Dispatcher, log *slog.Logger) *FSM {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &FSM{log: log, d: d, s: newState()}
+	ld, _ := d.(LimitDispatcher)
+	return &FSM{log: log, d: d, ld: ld, s: newState()}
 }
 
 // applyResult is what Apply returns for an entry: the first ID of a publish
@@ -424,12 +433,12 @@ func (f *FSM) dropOldest(topic, name string, c *channelState, now int64, deadLet
 		return
 	}
 	dl := deadLetter && c.lim.deadLetterDropped && c.lim.deadLetterTopic != ""
-	if f.dispatch && f.d != nil {
+	if f.dispatch && f.ld != nil {
 		ids := make([]uint64, len(dropped))
 		for i, p := range dropped {
 			ids[i] = p.msg.id
 		}
-		f.d.Dropped(topic, name, ids, dl)
+		f.ld.Dropped(topic, name, ids, dl)
 	}
 	if dl {
 		reasons := make([]Dead, len(dropped))
@@ -465,8 +474,8 @@ func (f *FSM) deadLetter(topic, channel string, l limits, msgs []*pending, why [
 	if extra := len(dt.origins) - maxOrigins; extra > 0 {
 		dt.origins = slices.Delete(dt.origins, 0, extra)
 	}
-	if f.d != nil {
-		f.d.DeadLettered(name, origins)
+	if f.ld != nil {
+		f.ld.DeadLettered(name, origins)
 	}
 	f.put(name, dt, out, 0, now, false)
 }
