@@ -561,3 +561,38 @@ func TestReplicationLimitFlags(t *testing.T) {
 	c.send("PUB f", []byte("2"))
 	c.expect(1, "E_PUB_FAILED PUB failed channel f:c is full (max_depth 1)")
 }
+
+// TestReplicationMaxAttemptsOnFollower: a consumer on a follower REQs a
+// message; the REQs go up the relay, the leader counts the attempts and at
+// max_attempts the message becomes the set's dead letter.
+func TestReplicationMaxAttemptsOnFollower(t *testing.T) {
+	rs := startReplicaSet(t, 3)
+	l := leaderOf(t, rs)
+	for _, path := range []string{"/topic/create?topic=fa", "/channel/create?topic=fa&channel=c",
+		"/channel/config?topic=fa&channel=c&max_attempts=2"} {
+		if code, body := httpPost(t, base(l)+path, ""); code != http.StatusOK {
+			t.Fatalf("POST %s: %d %s", path, code, body)
+		}
+	}
+	f := liveFollowers(rs, l)[0]
+	waitChannel(t, rs, "fa", "c")
+	pc := dialRaw(t, f.n)
+	pc.send("PUB fa", []byte("poison"))
+	pc.expect(0, "OK")
+	c := dialRaw(t, f.n)
+	c.send("SUB fa c")
+	c.expect(0, "OK")
+	c.send("RDY 1")
+	for i := range 2 {
+		m := c.readMsg(10 * time.Second)
+		if m.body != "poison" || int(m.attempts) != i+1 {
+			t.Fatalf("delivery %d: %q attempts %d", i+1, m.body, m.attempts)
+		}
+		c.send("REQ " + m.id + " 0")
+	}
+	c.expectNothing(300 * time.Millisecond)
+	for _, r := range rs {
+		eventually(t, 5*time.Second, func() bool { return r.unfinished("fa", "c") == 0 && r.backlog("fa.c.dlq") == 1 },
+			"replica %d: the dead letter in fa.c.dlq", r.opts.ID)
+	}
+}
