@@ -78,8 +78,8 @@ func (c *Channel) replicated() bool {
 	return c.nsqd.repl.Load() != nil && !c.ephemeral && !c.topic.ephemeral
 }
 
-// leads reports whether the channel is replicated and this replica is the
-// set's dispatcher; follower reports a replicated channel on a follower.
+// replicaRole reports whether the channel's state is the set's and, if so,
+// whether this replica is the set's dispatcher (its leader).
 func (c *Channel) replicaRole() (replicated, leads bool) {
 	r := c.nsqd.repl.Load()
 	if r == nil || c.ephemeral || c.topic.ephemeral {
