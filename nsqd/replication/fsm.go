@@ -112,6 +112,9 @@ type topicState struct {
 
 	lim   limits // of the backlog; derived
 	bytes int64  // body bytes of the backlog; derived
+	// limited: the backlog or a channel has max_depth or max_bytes
+	// (derived), so a publish checks and drops; false costs nothing.
+	limited bool
 }
 
 // state is the replicated state; equal logs give equal states.
@@ -202,6 +205,7 @@ func (f *FSM) topic(name string) *topicState {
 	if t == nil {
 		t = &topicState{channels: make(map[string]*channelState)}
 		t.lim = resolveTopic(ParseDefaults(f.s.defaults), overrides{})
+		t.limited = t.lim.bounded()
 		f.s.topics[name] = t
 		if f.d != nil {
 			f.d.ApplyMeta(Meta{Op: OpCreateTopic, Topic: name})
@@ -291,8 +295,10 @@ func (f *FSM) refreshLimits(name string, t *topicState) {
 	for _, p := range t.backlog {
 		t.bytes += int64(len(p.msg.body))
 	}
+	t.limited = t.lim.bounded()
 	for cname, c := range t.channels {
 		c.lim = resolveChannel(d, name, cname, tp, parseOverrides(c.config))
+		t.limited = t.limited || c.lim.bounded()
 		c.bytes = 0
 		if c.lim.maxBytes > 0 {
 			for _, p := range c.msgs {
@@ -344,12 +350,14 @@ func admit(name string, t *topicState, n, size int64) *FullError {
 
 func (f *FSM) applyPublish(p *Publish) applyResult {
 	t := f.topic(p.Topic) // a PUB creates its topic, as in NSQ
-	var size int64
-	for _, body := range p.Bodies {
-		size += int64(len(body))
-	}
-	if err := admit(p.Topic, t, int64(len(p.Bodies)), size); err != nil {
-		return applyResult{err: err}
+	if t.limited {
+		var size int64
+		for _, body := range p.Bodies {
+			size += int64(len(body))
+		}
+		if err := admit(p.Topic, t, int64(len(p.Bodies)), size); err != nil {
+			return applyResult{err: err}
+		}
 	}
 	first := f.s.lastID + 1
 	msgs := make([]message, len(p.Bodies))
@@ -386,6 +394,9 @@ func (f *FSM) put(name string, t *topicState, msgs []message, deliverAt, now int
 			out[i] = Message{ID: msgs[i].id, Timestamp: msgs[i].timestamp, DeliverAt: deliverAt, Body: msgs[i].body}
 		}
 		f.d.Deliver(name, out)
+	}
+	if !t.limited {
+		return
 	}
 	if t.lim.drops() {
 		f.dropBacklog(t)
