@@ -2,7 +2,8 @@ package e2e
 
 // nsqadmin shows replica sets (not in NSQ; docs/replication.md): each
 // node's role badge, its leader, term, commit/applied index and lag, on the
-// nodes list and the node page; depth sums count a replicated message once.
+// nodes list and the node page; depth sums count a replicated message once;
+// the Limits form sets a channel's limits for the whole set.
 
 import (
 	"fmt"
@@ -119,6 +120,21 @@ func TestAdminBrowserReplicaSet(t *testing.T) {
 	b.screenshot("node-follower")
 	b.run("open leader", chromedp.Navigate(base+"/nodes/"+ld.http))
 	b.poll("LEADER badge in the title", `!!document.querySelector('#role .badge.role-leader')`)
+
+	// The Limits form posts to every replica holding the topic; the set
+	// logs the config once per post, and every replica shows the same.
+	b.run("open channel", chromedp.Navigate(base+"/topics/orders/billing"), chromedp.WaitVisible(chromedp.CSS(`#limits-form`)))
+	b.run("fill the Limits form",
+		chromedp.SendKeys(chromedp.CSS(`#limits-form input[name="max_depth"]`), "50"),
+		chromedp.Click(chromedp.CSS(`#limits-save`)),
+		chromedp.WaitVisible(chromedp.CSS(`#modal-confirm`)))
+	b.run("confirm", chromedp.Click(chromedp.CSS(`#modal-confirm`)))
+	for _, r := range rs {
+		nsqtest.Eventually(t, adminTimeout, func() bool {
+			_, body := nsqtest.HTTP(t, http.MethodGet, "http://"+r.http+"/channel/config?topic=orders&channel=billing", nil)
+			return strings.Contains(body, `"overrides":{"max_depth":50}`)
+		}, fmt.Sprintf("the limit on replica %d", r.id))
+	}
 	b.checkNoErrors()
 
 	// A node without replication has no replication object and no badge.

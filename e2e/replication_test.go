@@ -67,7 +67,9 @@ func (r *rsReplica) state() (replicationState, bool) {
 	return st, json.NewDecoder(resp.Body).Decode(&st) == nil
 }
 
-func startReplicaSet(t *testing.T, lookupdTCP string) []*rsReplica {
+// startReplicaSet starts three replicas registered with the nsqlookupd at
+// lookupdTCP; extra flags are given to each.
+func startReplicaSet(t *testing.T, lookupdTCP string, extra ...string) []*rsReplica {
 	t.Helper()
 	var rs []*rsReplica
 	var peers []string
@@ -83,6 +85,7 @@ func startReplicaSet(t *testing.T, lookupdTCP string) []*rsReplica {
 			fmt.Sprintf("--node-id=%d", r.id), "--log-level=warn",
 			"--replication-address=" + r.raft, "--replication-peers=" + strings.Join(peers, ","),
 		}
+		r.args = append(r.args, extra...)
 		r.start(t)
 	}
 	return rs

@@ -74,6 +74,11 @@ type Channel struct {
 	expiredCount           atomic.Uint64
 	deadLetteredCount      atomic.Uint64
 	deadLetterDroppedCount atomic.Uint64
+
+	// On a replica set's leader: messages the FSM dropped that were not
+	// at the head of the queue (replication_limits.go).
+	forgot       forgotten
+	hasForgotten atomic.Bool
 }
 
 func newChannel(t *Topic, name string) (*Channel, error) {
@@ -325,6 +330,11 @@ func (c *Channel) addClient(cl *client) error {
 	defer c.mu.Unlock()
 	if c.exiting {
 		return ErrExiting
+	}
+	if c.nsqd.drain.active.Load() && c.replicated() {
+		// A draining replica takes nothing new from its set: a new
+		// subscriber would get nothing here (replication_limits.go).
+		return ErrDraining
 	}
 	if max := c.nsqd.opts.MaxChannelConsumers; max > 0 && len(c.clients) >= max {
 		return fmt.Errorf("consumers for %s:%s exceeds limit of %d", c.topicName, c.name, max)

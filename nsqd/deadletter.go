@@ -60,6 +60,9 @@ func (c *Channel) takeDeadLetters(l *limits, msgs []*Message) []*Message {
 	if l.maxAttempts <= 0 {
 		return msgs
 	}
+	if replicated, leads := c.replicaRole(); replicated && !leads {
+		return msgs // the leader counts attempts and decides
+	}
 	var dead []*Message
 	k := 0
 	for _, m := range msgs {
@@ -83,6 +86,10 @@ func (c *Channel) takeDeadLetters(l *limits, msgs []*Message) []*Message {
 // the channel. If the publish fails (the dead-letter topic is full, the
 // disk refuses it) they stay in the channel, deferred for a second.
 func (c *Channel) deadLetter(l *limits, msgs []*Message, reason string) {
+	if r := c.nsqd.repl.Load(); r != nil && !c.ephemeral && !c.topic.ephemeral {
+		r.deadLetters(c, l, msgs, reason) // the set's FSM publishes them
+		return
+	}
 	if c.ephemeral || l.deadLetterTopic == "" {
 		c.deadLetterDroppedCount.Add(uint64(len(msgs)))
 		for _, m := range msgs {

@@ -170,6 +170,17 @@ func (d *deathLog) putLocked(id MessageID, o DeadLetterOrigin) {
 // add records the origins of dead letters about to be published with ids;
 // with sync the records are fsynced before it returns.
 func (d *deathLog) add(ids []MessageID, origins []DeadLetterOrigin, sync bool) error {
+	return d.addCounted(ids, origins, sync, true)
+}
+
+// record keeps the origins of dead letters a replica set published
+// (replication_limits.go); count says whether they count as received here
+// (on the leader only, so a set counts each once).
+func (d *deathLog) record(ids []MessageID, origins []DeadLetterOrigin, count bool) error {
+	return d.addCounted(ids, origins, false, count)
+}
+
+func (d *deathLog) addCounted(ids []MessageID, origins []DeadLetterOrigin, sync, count bool) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {
@@ -185,7 +196,9 @@ func (d *deathLog) add(ids []MessageID, origins []DeadLetterOrigin, sync bool) e
 		origins[i].ID = string(id[:])
 		d.putLocked(id, origins[i])
 	}
-	d.counter += uint64(len(ids))
+	if count {
+		d.counter += uint64(len(ids))
+	}
 	if d.path != "" && d.records > 2*maxDeathRecords {
 		if err := d.rewriteLocked(); err != nil {
 			d.log.Error("DEADLETTER: failed to compact origins", "file", d.path, "err", err)

@@ -140,6 +140,9 @@ func (n *NSQD) drainLoop(ctx context.Context) {
 // on its way back to the queue) can be missed by one check, not by two
 // 100 ms apart.
 func (n *NSQD) drainCheck(seen map[*Channel]int) bool {
+	if r := n.repl.Load(); r != nil && !r.handOff() {
+		return false // still the set's leader
+	}
 	all := true
 	for _, t := range n.topicList() {
 		if t.ephemeral {

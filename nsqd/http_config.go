@@ -10,6 +10,7 @@ import (
 	"github.com/julienschmidt/httprouter"
 	"github.com/nsqclone/nsq/internal/httpapi"
 	"github.com/nsqclone/nsq/internal/protocol"
+	"github.com/nsqclone/nsq/nsqd/replication"
 )
 
 // GET and POST /topic/config and /channel/config (not in NSQ): the limits
@@ -88,6 +89,8 @@ func (s *httpServer) configRequest(req *http.Request, q httpapi.Query, t *Topic,
 			return nil, errHTTPTopicNotFound
 		case errors.Is(err, ErrChannelNotFound):
 			return nil, errHTTPChanNotFound
+		case errors.Is(err, replication.ErrNoQuorum), errors.Is(err, replication.ErrNotLeader):
+			return nil, fmt.Errorf("%w: %w", errHTTPNoQuorum, err) // a replica set without a quorum
 		case err != nil:
 			return nil, fmt.Errorf("apply config: %w", err)
 		}

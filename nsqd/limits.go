@@ -149,7 +149,7 @@ type EffectiveLimits struct {
 // or of a channel, from the channel's overrides ch, the topic's tp and the
 // flags.
 func (n *NSQD) resolve(topic, channel string, tp, ch *Limits) EffectiveLimits {
-	o := n.opts
+	o := n.defaults()
 	e := EffectiveLimits{Source: map[string]string{}}
 	pick := func(chv, tpv bool) string {
 		switch {
@@ -189,7 +189,7 @@ func (n *NSQD) resolve(topic, channel string, tp, ch *Limits) EffectiveLimits {
 	if v := firstNonNil(c.Overflow, t.Overflow); v != nil {
 		e.Overflow = *v
 	}
-	e.MsgTTLMs = o.MsgTTL.Milliseconds()
+	e.MsgTTLMs = o.MsgTTLMs
 	e.Source["msg_ttl_ms"] = pick(c.MsgTTLMs != nil, t.MsgTTLMs != nil)
 	if v := firstNonNil(c.MsgTTLMs, t.MsgTTLMs); v != nil {
 		e.MsgTTLMs = *v
@@ -267,12 +267,12 @@ func (n *NSQD) ApplyConfig(cc ConfigChange) error {
 	if err := cc.validate(); err != nil {
 		return err
 	}
-	if n.repl.Load() != nil {
-		return errLimitsReplicated
-	}
 	t, err := n.GetExistingTopic(cc.Topic)
 	if err != nil {
 		return err
+	}
+	if r := n.repl.Load(); r != nil && !t.ephemeral && !protocol.IsEphemeral(cc.Channel) {
+		return r.config(t, cc)
 	}
 	if err := t.setOverrides(cc.Channel, cc.Limits); err != nil {
 		return err
@@ -427,7 +427,7 @@ func (c *Channel) addBytes(n int64) {
 // afterPut applies drop-oldest once new messages are queued.
 func (c *Channel) afterPut(l *limits, size int64) {
 	c.addBytes(size)
-	if l.dropOldest && (l.maxDepth > 0 || l.maxBytes > 0) {
+	if l.dropOldest && (l.maxDepth > 0 || l.maxBytes > 0) && !c.replicated() { // a set's FSM drops
 		c.dropOldest(l)
 	}
 }
@@ -533,6 +533,14 @@ func (t *Topic) publishDrops() {
 // of delivered.
 func (c *Channel) beforeDeliver(l *limits, msgs []*Message, now int64) []*Message {
 	c.addBytes(-bodyBytes(msgs))
+	if replicated, leads := c.replicaRole(); replicated {
+		if !leads {
+			return msgs // the leader decided before it relayed them
+		}
+		if c.hasForgotten.Load() {
+			msgs = c.skipForgotten(msgs)
+		}
+	}
 	if l.ttl <= 0 {
 		return msgs
 	}
@@ -570,6 +578,9 @@ func (c *Channel) expire(l *limits, msgs []*Message) {
 func (c *Channel) sweepExpired(now int64) {
 	l := c.lim.Load()
 	if l == nil || l.ttl <= 0 {
+		return
+	}
+	if replicated, leads := c.replicaRole(); replicated && !leads {
 		return
 	}
 	for {

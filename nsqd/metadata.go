@@ -98,13 +98,10 @@ func (n *NSQD) loadMetadata() error {
 }
 
 // keepOverrides reports whether the limit overrides of nsqd.dat apply: not
-// on a replica (errLimitsReplicated), where they are logged and left out.
+// on a replica, whose overrides are the set's and come from its log (the
+// nsqd.dat of a replica records them for reading, as on every replica).
 func (n *NSQD) keepOverrides(topic string) bool {
-	if n.opts.ReplicationAddress == "" {
-		return true
-	}
-	n.logger.Warn("NSQ: limits in nsqd.dat ignored: not replicated yet", "topic", topic)
-	return false
+	return n.opts.ReplicationAddress == ""
 }
 
 // metadataFromDiskQueues lists the topics and channels that have a disk

@@ -74,6 +74,9 @@ type NSQD struct {
 	// repl is the replica set (replication.go); nil without
 	// --replication-address. Set by Run before it serves anything.
 	repl atomic.Pointer[replicaSet]
+	// limitDefaults, on a replica, are the set's nsqd-wide limits
+	// (replication_limits.go); nil: this node's flags.
+	limitDefaults atomic.Pointer[replication.Defaults]
 }
 
 // New validates opts, locks the data directory and binds the listeners. It

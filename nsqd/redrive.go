@@ -111,8 +111,11 @@ func redrive(t *Topic, c *Channel, dst *Topic, limit int) (int, error) {
 					return moved, err
 				}
 			}
-		} else if t.journal != nil {
-			t.backend.Commit()
+		} else {
+			if t.journal != nil {
+				t.backend.Commit()
+			}
+			t.backlogTaken(msgs)
 		}
 		moved += len(msgs)
 	}

@@ -75,23 +75,13 @@ type replicaSet struct {
 	// one is known); only relayLoop uses it (checkLeader).
 	noLeaderSince time.Time
 	leaderGrace   time.Duration // replicationLeaderGrace; shorter in tests
+	// lastHandOff is when a draining leader last asked for a leadership
+	// transfer; drainLoop only (handOff).
+	lastHandOff time.Time
+	handOffs    int
 }
 
 const replicationApplyTimeout = 5 * time.Second
-
-// errLimitsReplicated refuses limits, TTL and dead letters on a replica:
-// their state (overrides, drops, dead-letter publishes) is not in the
-// replicated log yet, and a dead letter published from inside the FSM's
-// apply would wait for its own raft entry. See docs/replication.md.
-var errLimitsReplicated = fmt.Errorf("%w: limits, TTL, max attempts and dead letters are not replicated yet; "+
-	"leave --max-topic-*, --max-channel-*, --overflow, --msg-ttl and --max-attempts unset with --replication-address", ErrInvalidConfig)
-
-// limitsSet reports whether any nsqd-wide limit, TTL or max attempts differs
-// from its default (off).
-func (o *Options) limitsSet() bool {
-	return o.MaxTopicDepth != 0 || o.MaxTopicBytes != 0 || o.MaxChannelDepth != 0 || o.MaxChannelBytes != 0 ||
-		(o.Overflow != "" && o.Overflow != OverflowReject) || o.MsgTTL != 0 || o.MaxAttempts != 0
-}
 
 // replicationLeaderGrace is how long a replica may know no leader before
 // the replication health condition is set: longer than an election with
@@ -109,9 +99,6 @@ func (o *Options) validateReplication() error {
 	var errs []error
 	if _, _, err := net.SplitHostPort(o.ReplicationAddress); err != nil {
 		errs = append(errs, fmt.Errorf("--replication-address: %w", err))
-	}
-	if o.limitsSet() {
-		errs = append(errs, errLimitsReplicated)
 	}
 	if o.Durable {
 		errs = append(errs, errors.New("--durable and --replication-address cannot be combined: replication makes publishes durable on a quorum"))
@@ -176,12 +163,17 @@ func (n *NSQD) openReplication() error {
 			}
 		}
 	}
+	// Limits resolve against the set's defaults (OpDefaults), none until
+	// the log says; this replica's flags become them when it leads.
+	n.limitDefaults.Store(&replication.Defaults{})
+	n.refreshAllLimits()
 	r.node, err = replication.Open(replication.Config{
 		ID:          r.id,
 		Address:     n.opts.ReplicationAddress,
 		Peers:       peers,
 		Dir:         filepath.Join(n.dataPath(), "raft"),
 		ClientAddrs: r.clientAddrs(),
+		Defaults:    n.opts.limitDefaults(),
 		Logger:      n.logger,
 		OnCommit:    func(d time.Duration) { r.commit.Observe(d.Seconds()) },
 	}, r)
@@ -269,9 +261,12 @@ func (r *replicaSet) propose(data []byte) (index uint64, err error) {
 	}
 }
 
-// applyResponse is the JSON of POST /replication/apply.
+// applyResponse is the JSON of POST /replication/apply. Full is set when
+// the entry was a publish that a full channel refused (committed, applied
+// as a refusal on every replica).
 type applyResponse struct {
-	Index uint64 `json:"index"`
+	Index uint64                 `json:"index"`
+	Full  *replication.FullError `json:"full,omitempty"`
 }
 
 // forward proposes an entry through the leader's HTTP API.
@@ -293,6 +288,9 @@ func (r *replicaSet) forward(addrs string, data []byte) (uint64, error) {
 		var ar applyResponse
 		if err := json.Unmarshal(body, &ar); err != nil {
 			return 0, fmt.Errorf("%w: forward to %s: %w", replication.ErrNoQuorum, httpAddr, err)
+		}
+		if ar.Full != nil {
+			return ar.Index, ar.Full
 		}
 		return ar.Index, nil
 	}
@@ -316,7 +314,11 @@ func (r *replicaSet) publish(t *Topic, bodies [][]byte, deferred time.Duration) 
 // meta replicates a topic or channel change and waits until this replica
 // applied it, so the caller sees its effect locally.
 func (r *replicaSet) meta(op replication.MetaOp, topic, channel string) error {
-	index, err := r.propose(replication.AppendMeta(nil, &replication.Meta{Op: op, Topic: topic, Channel: channel}))
+	return r.metaArg(op, topic, channel, "")
+}
+
+func (r *replicaSet) metaArg(op replication.MetaOp, topic, channel, arg string) error {
+	index, err := r.propose(replication.AppendMeta(nil, &replication.Meta{Op: op, Topic: topic, Channel: channel, Arg: arg}))
 	if err != nil {
 		return err
 	}
@@ -367,6 +369,9 @@ func (r *replicaSet) finished(c *Channel, m *Message) {
 	}
 	if id, ok := messageIDValue(m.ID); ok {
 		r.node.Finish(c.topicName, c.name, id)
+	}
+	if c.hasForgotten.Load() {
+		c.unforget(m.ID)
 	}
 }
 
@@ -429,6 +434,10 @@ func (r *replicaSet) ApplyMeta(m replication.Meta) {
 		if err = n.deleteTopic(m.Topic); errors.Is(err, ErrTopicNotFound) {
 			err = nil
 		}
+	case replication.OpDefaults:
+		r.applyDefaults(m.Arg)
+	case replication.OpConfig:
+		err = r.applyConfig(m.Topic, m.Channel, m.Arg)
 	default:
 		t, terr := n.GetExistingTopic(m.Topic)
 		if terr != nil {
@@ -517,6 +526,8 @@ func (r *replicaSet) Sync(topics []replication.TopicView, dispatch bool) {
 		} else {
 			t.unpause()
 		}
+		t.setOverrides("", parseOverrides(tv.Config))
+		r.syncOrigins(t, tv.Origins)
 		t.empty()
 		wantCh := make(map[string]bool, len(tv.Channels))
 		for _, cv := range tv.Channels {
@@ -537,7 +548,9 @@ func (r *replicaSet) Sync(topics []replication.TopicView, dispatch bool) {
 			} else {
 				c.unpause()
 			}
+			t.setOverrides(cv.Name, parseOverrides(cv.Config))
 			c.empty()
+			c.clearForgotten()
 			if dispatch && len(cv.Messages) > 0 {
 				if _, err := c.enqueue(toMessages(cv.Messages)); err != nil {
 					c.log.Error("REPLICATION: failed to queue unfinished messages", "count", len(cv.Messages), "err", err)
@@ -586,6 +599,9 @@ func (s *httpServer) replicationApply(req *http.Request, _ httprouter.Params) (*
 		return nil, errHTTPBadEntry
 	}
 	index, _, err := s.n.repl.Load().node.ApplyEncoded(data)
+	if full, ok := errors.AsType[*replication.FullError](err); ok {
+		return &applyResponse{Index: index, Full: full}, nil
+	}
 	if err != nil {
 		return nil, replicationError(err)
 	}

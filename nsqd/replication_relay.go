@@ -130,12 +130,19 @@ func (r *replicaSet) syncRelays() {
 		target = ""
 	}
 	want := make(map[relayKey]*Channel)
+	draining := r.n.drain.active.Load()
 	if target != "" {
 		for _, t := range r.n.topicList() {
 			if t.ephemeral {
 				continue
 			}
 			for _, c := range t.channelList() {
+				if draining && (r.relays[relayKey{t.name, c.name}] == nil || c.inFlightCount.Load() == 0) {
+					// Draining: no new relay; one whose local
+					// deliveries are all settled ends, handing back
+					// what it holds (replication_limits.go, "Drain").
+					continue
+				}
 				if !c.ephemeral && len(c.clientList()) > 0 {
 					want[relayKey{t.name, c.name}] = c
 				}
@@ -215,6 +222,9 @@ func (r *replicaSet) syncRelays() {
 			rdy += cl.rdy.Load()
 		}
 		rdy = min(rdy, r.n.opts.MaxRdyCount)
+		if draining {
+			rdy = 0 // let what is in flight here finish, take nothing new
+		}
 		if rdy != rl.rdy.Load() {
 			rl.rdy.Store(rdy)
 			rl.send(fmt.Sprintf("RDY %d\n", rdy))

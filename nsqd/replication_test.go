@@ -479,33 +479,6 @@ func TestReplicationMembership(t *testing.T) {
 	pc.expect(0, "OK")
 }
 
-// TestReplicationRefusesLimits: limits, TTL and dead letters are not in the
-// replicated log yet, so a replica refuses them at start and over HTTP
-// instead of deadlocking (a dead letter published from inside the FSM's
-// apply would wait for its own raft entry).
-func TestReplicationRefusesLimits(t *testing.T) {
-	o := NewOptions()
-	o.ReplicationAddress = "127.0.0.1:4153"
-	o.MaxAttempts = 3
-	if err := o.Validate(); err == nil || !strings.Contains(err.Error(), "not replicated yet") {
-		t.Errorf("Validate with --max-attempts and --replication-address = %v, want not replicated yet", err)
-	}
-
-	rs := startReplicaSet(t, 1)
-	l := leaderOf(t, rs)
-	base := "http://" + l.n.HTTPAddr().String()
-	if code, body := httpPost(t, base+"/topic/create?topic=lim", ""); code != http.StatusOK {
-		t.Fatalf("topic/create: %d %s", code, body)
-	}
-	if code, body := httpPost(t, base+"/channel/create?topic=lim&channel=c", ""); code != http.StatusOK {
-		t.Fatalf("channel/create: %d %s", code, body)
-	}
-	code, body := httpPost(t, base+"/channel/config?topic=lim&channel=c&max_attempts=3", "")
-	if code != http.StatusBadRequest || !strings.Contains(body, "not replicated yet") {
-		t.Errorf("POST /channel/config on a replica = %d %s, want 400 not replicated yet", code, body)
-	}
-}
-
 // TestReplicationHealthNoLeader: a replica that knows no leader for longer
 // than an election (two of three stopped) reports the replication health
 // condition in /ping, /stats and /metrics; it clears once a leader is back.

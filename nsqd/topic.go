@@ -126,20 +126,21 @@ func (t *Topic) publishReserved(bodies [][]byte, idStart int64, deferred time.Du
 	for _, body := range bodies {
 		size += uint64(len(body))
 	}
+	if r := t.nsqd.repl.Load(); r != nil && !t.ephemeral {
+		// The set assigns the IDs (idStart is this node's own sequence)
+		// and enforces the limits (replication_limits.go).
+		if err := r.publish(t, bodies, deferred); err != nil {
+			return t.fullError(err, len(bodies))
+		}
+		t.messageCount.Add(uint64(len(bodies)))
+		t.messageBytes.Add(size)
+		return nil
+	}
 	g := t.guard.Load()
 	if g != nil && (g.own != nil || len(g.reject) > 0) {
 		if err := t.admit(g, len(bodies), int64(size)); err != nil {
 			return err
 		}
-	}
-	if r := t.nsqd.repl.Load(); r != nil && !t.ephemeral {
-		// The set assigns the IDs (idStart is this node's own sequence).
-		if err := r.publish(t, bodies, deferred); err != nil {
-			return err
-		}
-		t.messageCount.Add(uint64(len(bodies)))
-		t.messageBytes.Add(size)
-		return nil
 	}
 	if idStart < 0 {
 		idStart = t.guid.reserve(len(bodies))

@@ -7,7 +7,9 @@
 // back through Dispatcher, on the leader only, to hand over what is to be
 // delivered. The replicated state itself lives here, in the FSM: for every
 // topic and channel, the messages not yet finished, with their attempts and
-// deliver-at times. nsqd's in-memory channels on the leader are a dispatch
+// deliver-at times, its limit overrides (limits.go: the FSM enforces
+// max_depth, max_bytes and drop-oldest, and publishes dead letters) and the
+// origins of the dead letters it received. nsqd's in-memory channels on the leader are a dispatch
 // cache of that state; a follower's are empty.
 //
 // docs/replication.md explains the design: granularity, log entries, where

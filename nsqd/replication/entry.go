@@ -18,6 +18,13 @@ import (
 //	Meta:     op (1 byte) | topic | channel | arg
 //	Progress: topic | channel | uv ranges | ranges × (uv gap | uv span)
 //	          | uv requeues | requeues × (uv id | deliverAt i64 | attempts uv)
+//	Settle:   a Progress (same fields) | time i64
+//	          | uv dead | dead × (uv id | attempts uv | reason 1 byte)
+//
+// Settle (kind 4) is a Progress that also removes messages the leader
+// dead-lettered (max attempts, TTL); AppendProgress writes kind 3 when it
+// has none, so entries written before dead letters existed decode as they
+// did.
 //
 // Progress ranges are sorted, disjoint runs of finished IDs: the first run
 // starts at gap, every later one at previous end + 1 + gap, and each covers
@@ -29,6 +36,7 @@ const (
 	kindPublish  = 1
 	kindMeta     = 2
 	kindProgress = 3
+	kindSettle   = 4
 )
 
 // maxName bounds a decoded topic, channel or meta argument: topic and
@@ -64,6 +72,14 @@ const (
 	// "tcp-addr,http-addr") under its replica ID (Topic) so that followers
 	// know where to forward.
 	OpLeader
+	// OpConfig replaces the limit overrides of a topic (Channel "") or of
+	// a channel: Arg is nsqd's overrides as JSON (the body of POST
+	// /topic/config, /channel/config), "" or "{}" for none.
+	OpConfig
+	// OpDefaults records the set's nsqd-wide limits (--max-channel-depth
+	// and the like) as JSON (Defaults); the leader proposes its own when
+	// it starts leading, if they differ from the recorded ones.
+	OpDefaults
 	opMax
 )
 
@@ -71,7 +87,7 @@ var metaOpNames = [...]string{
 	OpCreateTopic: "create-topic", OpDeleteTopic: "delete-topic", OpPauseTopic: "pause-topic",
 	OpUnpauseTopic: "unpause-topic", OpEmptyTopic: "empty-topic", OpCreateChannel: "create-channel",
 	OpDeleteChannel: "delete-channel", OpPauseChannel: "pause-channel", OpUnpauseChannel: "unpause-channel",
-	OpEmptyChannel: "empty-channel", OpLeader: "leader",
+	OpEmptyChannel: "empty-channel", OpLeader: "leader", OpConfig: "config", OpDefaults: "defaults",
 }
 
 func (op MetaOp) String() string {
@@ -100,13 +116,51 @@ type Requeue struct {
 	Attempts  uint16
 }
 
+// DeadReason is why the leader removed a message from a channel to
+// dead-letter it.
+type DeadReason byte
+
+// Dead-letter reasons; their names are nsqd's (DeadLetterOrigin.Reason).
+const (
+	ReasonMaxAttempts DeadReason = iota + 1 // REQ'd or timed out at max_attempts
+	ReasonExpired                           // older than msg_ttl_ms, dead_letter_expired set
+	ReasonMaxLen                            // drop-oldest (the FSM's own decision, never logged)
+	reasonMax
+)
+
+func (r DeadReason) String() string {
+	switch r {
+	case ReasonMaxAttempts:
+		return "max_attempts"
+	case ReasonExpired:
+		return "expired"
+	case ReasonMaxLen:
+		return "maxlen"
+	}
+	return fmt.Sprintf("DeadReason(%d)", byte(r))
+}
+
+// Dead is a message the leader takes out of its channel as a dead letter:
+// the FSM moves it to the channel's dead-letter topic (or drops it when the
+// channel has none).
+type Dead struct {
+	ID       uint64
+	Attempts uint16
+	Reason   DeadReason
+}
+
 // Progress is a batch of one channel's settlements: finished IDs as sorted,
-// disjoint ranges and requeued messages.
+// disjoint ranges, requeued messages and dead letters. Channel "" is the
+// topic's backlog, of which only Finished applies (messages the leader took
+// out of it: a redrive). Time (Unix ns, the
+// leader's clock) stamps the dead letters' origins.
 type Progress struct {
 	Topic    string
 	Channel  string
 	Finished []Range
 	Requeued []Requeue
+	Time     int64
+	Dead     []Dead
 }
 
 // Entry is a decoded log entry: exactly one field is set.
@@ -165,7 +219,11 @@ func AppendMeta(b []byte, m *Meta) []byte {
 // AppendProgress appends p's encoding to b. p.Finished must be sorted and
 // disjoint (see Ranges).
 func AppendProgress(b []byte, p *Progress) []byte {
-	b = append(b, entryVersion, kindProgress)
+	kind := byte(kindProgress)
+	if len(p.Dead) > 0 || p.Time != 0 {
+		kind = kindSettle
+	}
+	b = append(b, entryVersion, kind)
 	b = appendString(b, p.Topic)
 	b = appendString(b, p.Channel)
 	b = binary.AppendUvarint(b, uint64(len(p.Finished)))
@@ -180,6 +238,15 @@ func AppendProgress(b []byte, p *Progress) []byte {
 		b = binary.AppendUvarint(b, rq.ID)
 		b = appendI64(b, rq.DeliverAt)
 		b = binary.AppendUvarint(b, uint64(rq.Attempts))
+	}
+	if kind == kindSettle {
+		b = appendI64(b, p.Time)
+		b = binary.AppendUvarint(b, uint64(len(p.Dead)))
+		for _, d := range p.Dead {
+			b = binary.AppendUvarint(b, d.ID)
+			b = binary.AppendUvarint(b, uint64(d.Attempts))
+			b = append(b, byte(d.Reason))
+		}
 	}
 	return b
 }
@@ -285,7 +352,7 @@ func DecodeEntry(b []byte) (Entry, error) {
 		}
 		m.Topic, m.Channel, m.Arg = d.str("topic"), d.str("channel"), d.str("arg")
 		e.Meta = m
-	case kindProgress:
+	case kindProgress, kindSettle:
 		p := &Progress{Topic: d.str("topic"), Channel: d.str("channel")}
 		if n := d.count(2, "range count"); n > 0 {
 			p.Finished = make([]Range, n)
@@ -313,6 +380,25 @@ func DecodeEntry(b []byte) (Entry, error) {
 				d.fail("attempts overflow")
 			}
 			rq.Attempts = uint16(a)
+		}
+		if kind == kindSettle {
+			p.Time = d.i64("time")
+			if n := d.count(3, "dead count"); n > 0 {
+				p.Dead = make([]Dead, n)
+			}
+			for i := range p.Dead {
+				dl := &p.Dead[i]
+				dl.ID = d.uvarint("dead id")
+				a := d.uvarint("dead attempts")
+				dl.Reason = DeadReason(d.byte1("dead reason"))
+				if d.err == nil && (a > 0xffff || dl.Reason == 0 || dl.Reason >= reasonMax) {
+					d.fail("bad dead letter")
+				}
+				dl.Attempts = uint16(a)
+			}
+			if d.err == nil && p.Time == 0 && len(p.Dead) == 0 {
+				d.fail("empty settle") // AppendProgress writes it as a Progress
+			}
 		}
 		e.Progress = p
 	default:

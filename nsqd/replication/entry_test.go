@@ -15,6 +15,9 @@ func TestEntryRoundTrip(t *testing.T) {
 		{Meta: &Meta{Op: OpLeader, Topic: "n1", Arg: "127.0.0.1:4150,127.0.0.1:4151"}},
 		{Progress: &Progress{Topic: "orders", Channel: "billing", Finished: []Range{{1, 1}, {3, 10}, {1 << 40, 1<<40 + 7}}, Requeued: []Requeue{{ID: 2, DeliverAt: 99, Attempts: 3}}}},
 		{Progress: &Progress{Topic: "t", Channel: "c"}},
+		{Meta: &Meta{Op: OpConfig, Topic: "orders", Channel: "billing", Arg: `{"max_depth":10,"overflow":"drop-oldest"}`}},
+		{Meta: &Meta{Op: OpDefaults, Arg: Defaults{MaxChannelDepth: 5, MaxAttempts: 3}.Encode()}},
+		{Progress: &Progress{Topic: "t", Channel: "c", Finished: []Range{{4, 4}}, Time: 77, Dead: []Dead{{ID: 1, Attempts: 5, Reason: ReasonMaxAttempts}, {ID: 9, Reason: ReasonExpired}}}},
 	}
 	for _, e := range entries {
 		b := encodeEntry(e)
@@ -31,13 +34,15 @@ func TestEntryRoundTrip(t *testing.T) {
 func TestDecodeEntryErrors(t *testing.T) {
 	good := AppendPublish(nil, &Publish{Topic: "t", Bodies: [][]byte{[]byte("hello")}})
 	cases := map[string][]byte{
-		"empty":      nil,
-		"version":    {2, kindPublish},
-		"kind":       {entryVersion, 9},
-		"truncated":  good[:len(good)-1],
-		"trailing":   append(append([]byte(nil), good...), 0),
-		"huge count": {entryVersion, kindPublish, 1, 't', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f},
-		"meta op":    {entryVersion, kindMeta, 0, 0, 0, 0},
+		"empty":         nil,
+		"version":       {2, kindPublish},
+		"kind":          {entryVersion, 9},
+		"truncated":     good[:len(good)-1],
+		"trailing":      append(append([]byte(nil), good...), 0),
+		"huge count":    {entryVersion, kindPublish, 1, 't', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f},
+		"meta op":       {entryVersion, kindMeta, 0, 0, 0, 0},
+		"settle reason": AppendProgress(nil, &Progress{Topic: "t", Channel: "c", Dead: []Dead{{ID: 1, Reason: reasonMax}}}),
+		"empty settle":  {entryVersion, kindSettle, 1, 't', 1, 'c', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
 		// A range whose end would wrap around: gap = max, span = 1.
 		"range overflow": {entryVersion, kindProgress, 1, 't', 1, 'c', 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 1, 0},
 	}
@@ -92,6 +97,9 @@ func normalize(e Entry) Entry {
 		if len(p.Requeued) == 0 {
 			p.Requeued = nil
 		}
+		if len(p.Dead) == 0 {
+			p.Dead = nil
+		}
 		e.Progress = &p
 	}
 	return e
@@ -102,6 +110,9 @@ func FuzzDecodeEntry(f *testing.F) {
 	f.Add(AppendPublish(nil, &Publish{Topic: "d", DeliverAt: 1 << 50, Bodies: [][]byte{{}}}))
 	f.Add(AppendMeta(nil, &Meta{Op: OpPauseChannel, Topic: "orders", Channel: "c#ephemeral"}))
 	f.Add(AppendProgress(nil, &Progress{Topic: "t", Channel: "c", Finished: []Range{{1, 5}, {9, 9}}, Requeued: []Requeue{{ID: 7, DeliverAt: 3, Attempts: 2}}}))
+	f.Add(AppendProgress(nil, &Progress{Topic: "t", Channel: "c", Time: 5, Dead: []Dead{{ID: 3, Attempts: 9, Reason: ReasonExpired}}}))
+	f.Add(AppendMeta(nil, &Meta{Op: OpConfig, Topic: "t", Channel: "c", Arg: `{"max_attempts":3}`}))
+	f.Add(AppendMeta(nil, &Meta{Op: OpDefaults, Arg: Defaults{Overflow: "drop-oldest", MaxChannelBytes: 1 << 20}.Encode()}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		e, err := DecodeEntry(b)
 		if err != nil {

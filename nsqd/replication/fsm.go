@@ -28,14 +28,17 @@ type Message struct {
 type TopicView struct {
 	Name     string
 	Paused   bool
+	Config   string    // limit overrides as nsqd's JSON (OpConfig); "" for none
 	Messages []Message // the topic's backlog: published while it had no channel or was paused
 	Channels []ChannelView
+	Origins  []Origin // of the dead letters published to the topic, the most recent maxOrigins
 }
 
 // ChannelView is one channel of a TopicView.
 type ChannelView struct {
 	Name     string
 	Paused   bool
+	Config   string
 	Messages []Message // unfinished, in ID order
 }
 
@@ -57,6 +60,21 @@ type Dispatcher interface {
 	Sync(topics []TopicView, dispatch bool)
 }
 
+// LimitDispatcher is a Dispatcher that is also told what the FSM's limits
+// do (nsqd is; a Dispatcher without limits need not be). Its methods are
+// called as Dispatcher's.
+type LimitDispatcher interface {
+	Dispatcher
+	// Dropped is called on the leader only when the FSM itself removed
+	// messages from a channel (overflow=drop-oldest): the daemon forgets
+	// them. deadLettered says whether they went to the dead-letter topic.
+	Dropped(topic, channel string, ids []uint64, deadLettered bool)
+	// DeadLettered is called on every replica when dead letters are added
+	// to a topic, with their origins (in ID order); on the leader Deliver
+	// follows with the messages.
+	DeadLettered(topic string, origins []Origin)
+}
+
 type pending struct {
 	msg       *message
 	deliverAt int64
@@ -72,20 +90,40 @@ type message struct {
 type channelState struct {
 	paused bool
 	msgs   map[uint64]*pending
+	config string // overrides as nsqd's JSON (OpConfig)
+
+	// Derived, rebuilt by refreshLimits after a restore: the limits in
+	// force, the body bytes of msgs (while max_bytes is set) and, while
+	// drop-oldest bounds the channel, the IDs of msgs in the order they
+	// came (ascending: a channel only ever gets messages newer than those
+	// it holds), with finished IDs skipped lazily from head.
+	lim   limits
+	bytes int64
+	order []uint64
+	head  int
 }
 
 type topicState struct {
 	paused   bool
 	backlog  []*pending // in ID order
 	channels map[string]*channelState
+	config   string
+	origins  []Origin // dead letters published here, in ID order, the last maxOrigins
+
+	lim   limits // of the backlog; derived
+	bytes int64  // body bytes of the backlog; derived
+	// limited: the backlog or a channel has max_depth or max_bytes
+	// (derived), so a publish checks and drops; false costs nothing.
+	limited bool
 }
 
 // state is the replicated state; equal logs give equal states.
 type state struct {
-	index   uint64 // the log index of the last entry applied
-	lastID  uint64 // the last message ID given out
-	topics  map[string]*topicState
-	leaders map[string]string // replica ID → "tcp-addr,http-addr" (OpLeader)
+	index    uint64 // the log index of the last entry applied
+	lastID   uint64 // the last message ID given out
+	topics   map[string]*topicState
+	leaders  map[string]string // replica ID → "tcp-addr,http-addr" (OpLeader)
+	defaults string            // the set's Defaults as JSON (OpDefaults)
 }
 
 func newState() *state {
@@ -97,6 +135,7 @@ func newState() *state {
 type FSM struct {
 	log *slog.Logger
 	d   Dispatcher
+	ld  LimitDispatcher // d, if it is one
 
 	// mu guards the fields below; see the package doc for the lock order.
 	mu       sync.Mutex
@@ -114,7 +153,8 @@ func NewFSM(d Dispatcher, log *slog.Logger) *FSM {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &FSM{log: log, d: d, s: newState()}
+	ld, _ := d.(LimitDispatcher)
+	return &FSM{log: log, d: d, ld: ld, s: newState()}
 }
 
 // applyResult is what Apply returns for an entry: the first ID of a publish
@@ -151,7 +191,7 @@ func (f *FSM) AppliedIndex() uint64 { return f.applied.Load() }
 func (f *FSM) applyLocked(e Entry) applyResult {
 	switch {
 	case e.Publish != nil:
-		return applyResult{firstID: f.applyPublish(e.Publish)}
+		return f.applyPublish(e.Publish)
 	case e.Meta != nil:
 		f.applyMeta(e.Meta)
 	case e.Progress != nil:
@@ -164,6 +204,8 @@ func (f *FSM) topic(name string) *topicState {
 	t := f.s.topics[name]
 	if t == nil {
 		t = &topicState{channels: make(map[string]*channelState)}
+		t.lim = resolveTopic(ParseDefaults(f.s.defaults), overrides{})
+		t.limited = t.lim.bounded()
 		f.s.topics[name] = t
 		if f.d != nil {
 			f.d.ApplyMeta(Meta{Op: OpCreateTopic, Topic: name})
@@ -172,35 +214,308 @@ func (f *FSM) topic(name string) *topicState {
 	return t
 }
 
-func (f *FSM) applyPublish(p *Publish) uint64 {
+// add puts p in the channel. bytes is kept only while max_bytes bounds the
+// channel (refreshLimits recounts it when that changes).
+func (c *channelState) add(p *pending) {
+	c.msgs[p.msg.id] = p
+	if c.lim.maxBytes > 0 {
+		c.bytes += int64(len(p.msg.body))
+	}
+	if c.order != nil {
+		c.order = append(c.order, p.msg.id)
+		if live := len(c.order) - c.head; live > 1024 && live > 2*len(c.msgs) {
+			c.compactOrder()
+		}
+	}
+}
+
+// remove takes id out of the channel and returns it (nil if absent).
+func (c *channelState) remove(id uint64) *pending {
+	p := c.msgs[id]
+	if p != nil {
+		delete(c.msgs, id)
+		if c.lim.maxBytes > 0 {
+			c.bytes -= int64(len(p.msg.body))
+		}
+	}
+	return p
+}
+
+// finish takes id out of the channel (a FIN).
+func (c *channelState) finish(id uint64) {
+	if c.lim.maxBytes > 0 {
+		c.remove(id)
+		return
+	}
+	delete(c.msgs, id)
+}
+
+func (c *channelState) clear() {
+	clear(c.msgs)
+	c.bytes = 0
+	if c.order != nil {
+		c.order, c.head = c.order[:0], 0 // still non-nil
+	}
+}
+
+// compactOrder drops the finished IDs from order.
+func (c *channelState) compactOrder() {
+	k := 0
+	for _, id := range c.order[c.head:] {
+		if c.msgs[id] != nil {
+			c.order[k] = id
+			k++
+		}
+	}
+	c.order, c.head = c.order[:k], 0
+}
+
+// popOldest removes the unfinished message with the lowest ID.
+func (c *channelState) popOldest() *pending {
+	for c.head < len(c.order) {
+		id := c.order[c.head]
+		c.head++
+		if p := c.remove(id); p != nil {
+			if c.head > 1024 && c.head > len(c.order)/2 {
+				c.compactOrder()
+			}
+			return p
+		}
+	}
+	return nil
+}
+
+// refreshLimits recomputes the limits of t and its channels (name is t's)
+// after a change of defaults or overrides, or a restore.
+func (f *FSM) refreshLimits(name string, t *topicState) {
+	d := ParseDefaults(f.s.defaults)
+	tp := parseOverrides(t.config)
+	t.lim = resolveTopic(d, tp)
+	t.bytes = 0
+	for _, p := range t.backlog {
+		t.bytes += int64(len(p.msg.body))
+	}
+	t.limited = t.lim.bounded()
+	for cname, c := range t.channels {
+		c.lim = resolveChannel(d, name, cname, tp, parseOverrides(c.config))
+		t.limited = t.limited || c.lim.bounded()
+		c.bytes = 0
+		if c.lim.maxBytes > 0 {
+			for _, p := range c.msgs {
+				c.bytes += int64(len(p.msg.body))
+			}
+		}
+		switch {
+		case !c.lim.drops():
+			c.order, c.head = nil, 0
+		case c.order == nil: // non-nil from now on: add appends to it
+			c.order = slices.AppendSeq(make([]uint64, 0, len(c.msgs)+8), maps.Keys(c.msgs))
+			slices.Sort(c.order)
+			c.head = 0
+		}
+	}
+}
+
+func (f *FSM) refreshAll() {
+	for name, t := range f.s.topics {
+		f.refreshLimits(name, t)
+	}
+}
+
+// admit refuses a publish of n messages of size bytes that a rejecting
+// channel, or the backlog when the topic does not hand messages to its
+// channels, cannot take; when several cannot, the first by name is named.
+func admit(name string, t *topicState, n, size int64) *FullError {
+	if t.paused || len(t.channels) == 0 {
+		if t.lim.rejects() {
+			if err := checkFits(t.lim, int64(len(t.backlog)), t.bytes, n, size); err != nil {
+				err.Topic = name
+				return err
+			}
+		}
+		return nil
+	}
+	var full *FullError
+	for cname, c := range t.channels {
+		if !c.lim.rejects() || (full != nil && cname > full.Channel) {
+			continue
+		}
+		if err := checkFits(c.lim, int64(len(c.msgs)), c.bytes, n, size); err != nil {
+			err.Topic, err.Channel = name, cname
+			full = err
+		}
+	}
+	return full
+}
+
+func (f *FSM) applyPublish(p *Publish) applyResult {
 	t := f.topic(p.Topic) // a PUB creates its topic, as in NSQ
+	if t.limited {
+		var size int64
+		for _, body := range p.Bodies {
+			size += int64(len(body))
+		}
+		if err := admit(p.Topic, t, int64(len(p.Bodies)), size); err != nil {
+			return applyResult{err: err}
+		}
+	}
 	first := f.s.lastID + 1
 	msgs := make([]message, len(p.Bodies))
 	for i, body := range p.Bodies {
 		msgs[i] = message{id: first + uint64(i), timestamp: p.Timestamp, body: body}
 	}
 	f.s.lastID += uint64(len(p.Bodies))
+	f.put(p.Topic, t, msgs, p.DeliverAt, p.Timestamp, true)
+	return applyResult{firstID: first}
+}
+
+// put adds new messages to the topic's channels, or its backlog, hands them
+// to the leader's dispatcher and applies drop-oldest (deadLetter: the
+// dropped messages may become dead letters; not for dead letters
+// themselves, so that one apply moves a message at most once).
+func (f *FSM) put(name string, t *topicState, msgs []message, deliverAt, now int64, deadLetter bool) {
 	if t.paused || len(t.channels) == 0 {
 		for i := range msgs {
-			t.backlog = append(t.backlog, &pending{msg: &msgs[i], deliverAt: p.DeliverAt})
+			t.backlog = append(t.backlog, &pending{msg: &msgs[i], deliverAt: deliverAt})
+			t.bytes += int64(len(msgs[i].body))
 		}
 	} else {
 		for _, c := range t.channels {
 			ps := make([]pending, len(msgs)) // one allocation per channel
 			for i := range msgs {
-				ps[i] = pending{msg: &msgs[i], deliverAt: p.DeliverAt}
-				c.msgs[msgs[i].id] = &ps[i]
+				ps[i] = pending{msg: &msgs[i], deliverAt: deliverAt}
+				c.add(&ps[i])
 			}
 		}
 	}
 	if f.dispatch && f.d != nil {
 		out := make([]Message, len(msgs))
 		for i := range msgs {
-			out[i] = Message{ID: msgs[i].id, Timestamp: p.Timestamp, DeliverAt: p.DeliverAt, Body: msgs[i].body}
+			out[i] = Message{ID: msgs[i].id, Timestamp: msgs[i].timestamp, DeliverAt: deliverAt, Body: msgs[i].body}
 		}
-		f.d.Deliver(p.Topic, out)
+		f.d.Deliver(name, out)
 	}
-	return first
+	if !t.limited {
+		return
+	}
+	if t.lim.drops() {
+		f.dropBacklog(t)
+	}
+	var drops []string // by name: dead letters get their IDs in that order
+	for cname, c := range t.channels {
+		if c.lim.drops() {
+			drops = append(drops, cname)
+		}
+	}
+	slices.Sort(drops)
+	for _, cname := range drops {
+		f.dropOldest(name, cname, t.channels[cname], now, deadLetter)
+	}
+}
+
+// dropBacklog applies drop-oldest to a topic's backlog (no dead letters:
+// they are per channel, as in nsqd). The leader's dispatcher keeps its
+// own copy of the backlog bounded by the same limits.
+func (f *FSM) dropBacklog(t *topicState) {
+	k := 0
+	for k < len(t.backlog) && ((t.lim.maxDepth > 0 && int64(len(t.backlog)-k) > t.lim.maxDepth) ||
+		(t.lim.maxBytes > 0 && t.bytes > t.lim.maxBytes)) {
+		t.bytes -= int64(len(t.backlog[k].msg.body))
+		k++
+	}
+	if k > 0 {
+		clear(t.backlog[:k])
+		t.backlog = t.backlog[k:]
+	}
+}
+
+// dropOldest removes a channel's oldest messages until it fits its limits
+// and dead-letters them when the channel says so.
+func (f *FSM) dropOldest(topic, name string, c *channelState, now int64, deadLetter bool) {
+	var dropped []*pending
+	for (c.lim.maxDepth > 0 && int64(len(c.msgs)) > c.lim.maxDepth) || (c.lim.maxBytes > 0 && c.bytes > c.lim.maxBytes) {
+		p := c.popOldest()
+		if p == nil {
+			break
+		}
+		dropped = append(dropped, p)
+	}
+	if len(dropped) == 0 {
+		return
+	}
+	dl := deadLetter && c.lim.deadLetterDropped && c.lim.deadLetterTopic != ""
+	if f.dispatch && f.ld != nil {
+		ids := make([]uint64, len(dropped))
+		for i, p := range dropped {
+			ids[i] = p.msg.id
+		}
+		f.ld.Dropped(topic, name, ids, dl)
+	}
+	if dl {
+		reasons := make([]Dead, len(dropped))
+		for i, p := range dropped {
+			reasons[i] = Dead{ID: p.msg.id, Attempts: p.attempts, Reason: ReasonMaxLen}
+		}
+		f.deadLetter(topic, name, c.lim, dropped, reasons, now)
+	}
+}
+
+// deadLetter publishes msgs, taken out of topic/channel, to the channel's
+// dead-letter topic with new IDs and their origins. The dead-letter topic
+// takes them whatever its limits (its own drop-oldest still applies): a
+// dead letter is never refused back into its source.
+func (f *FSM) deadLetter(topic, channel string, l limits, msgs []*pending, why []Dead, now int64) {
+	name := l.deadLetterTopic
+	dt := f.topic(name)
+	first := f.s.lastID + 1
+	f.s.lastID += uint64(len(msgs))
+	out := make([]message, len(msgs))
+	origins := make([]Origin, len(msgs))
+	for i, p := range msgs {
+		o := &origins[i]
+		*o = Origin{ID: first + uint64(i), Topic: topic, Channel: channel, OriginalID: p.msg.id,
+			OriginalTimestamp: p.msg.timestamp, Attempts: why[i].Attempts, Reason: why[i].Reason, Time: now}
+		body := p.msg.body
+		if l.envelope {
+			body = envelopeBody(o, body)
+		}
+		out[i] = message{id: o.ID, timestamp: now, body: body}
+	}
+	dt.origins = append(dt.origins, origins...)
+	if extra := len(dt.origins) - maxOrigins; extra > 0 {
+		dt.origins = slices.Delete(dt.origins, 0, extra)
+	}
+	if f.ld != nil {
+		f.ld.DeadLettered(name, origins)
+	}
+	f.put(name, dt, out, 0, now, false)
+}
+
+// finishBacklog removes finished IDs from a topic's backlog: messages the
+// leader took from it (POST /topic/redrive of a dead-letter topic).
+func finishBacklog(t *topicState, finished []Range) {
+	if len(finished) == 0 {
+		return
+	}
+	kept := make([]*pending, 0, len(t.backlog))
+	for _, p := range t.backlog {
+		id := p.msg.id
+		i, _ := slices.BinarySearchFunc(finished, id, func(r Range, id uint64) int {
+			switch {
+			case r.Last < id:
+				return -1
+			case r.First > id:
+				return 1
+			}
+			return 0
+		})
+		if i < len(finished) && finished[i].First <= id && id <= finished[i].Last {
+			t.bytes -= int64(len(p.msg.body))
+			continue
+		}
+		kept = append(kept, p)
+	}
+	t.backlog = kept
 }
 
 // flushBacklog gives the topic's backlog to its channels, as nsqd does when
@@ -212,15 +527,24 @@ func flushBacklog(t *topicState) {
 	for _, c := range t.channels {
 		for _, p := range t.backlog {
 			cp := *p
-			c.msgs[p.msg.id] = &cp
+			c.add(&cp)
 		}
 	}
 	t.backlog = nil
+	t.bytes = 0
 }
 
 func (f *FSM) applyMeta(m *Meta) {
-	if m.Op == OpLeader {
+	switch m.Op {
+	case OpLeader:
 		f.s.leaders[m.Topic] = m.Arg
+		return
+	case OpDefaults:
+		f.s.defaults = m.Arg
+		f.refreshAll()
+		if f.d != nil {
+			f.d.ApplyMeta(*m)
+		}
 		return
 	}
 	t := f.s.topics[m.Topic]
@@ -232,6 +556,7 @@ func (f *FSM) applyMeta(m *Meta) {
 		t = f.topic(m.Topic)
 		if t.channels[m.Channel] == nil {
 			t.channels[m.Channel] = &channelState{msgs: make(map[uint64]*pending)}
+			f.refreshLimits(m.Topic, t)
 			flushBacklog(t)
 		}
 	case OpDeleteTopic:
@@ -243,8 +568,18 @@ func (f *FSM) applyMeta(m *Meta) {
 		}
 	case OpEmptyTopic:
 		if t != nil {
-			t.backlog = nil
+			t.backlog, t.bytes = nil, 0
 		}
+	case OpConfig:
+		if t == nil || (m.Channel != "" && t.channels[m.Channel] == nil) {
+			return // as nsqd's ApplyConfig: only what exists
+		}
+		if m.Channel == "" {
+			t.config = m.Arg
+		} else {
+			t.channels[m.Channel].config = m.Arg
+		}
+		f.refreshLimits(m.Topic, t)
 	case OpDeleteChannel, OpPauseChannel, OpUnpauseChannel, OpEmptyChannel:
 		if t == nil || t.channels[m.Channel] == nil {
 			break
@@ -256,7 +591,7 @@ func (f *FSM) applyMeta(m *Meta) {
 		case OpPauseChannel, OpUnpauseChannel:
 			c.paused = m.Op == OpPauseChannel
 		case OpEmptyChannel:
-			clear(c.msgs)
+			c.clear()
 		}
 	}
 	if f.d != nil {
@@ -269,6 +604,10 @@ func (f *FSM) applyProgress(p *Progress) {
 	if t == nil {
 		return
 	}
+	if p.Channel == "" {
+		finishBacklog(t, p.Finished)
+		return
+	}
 	c := t.channels[p.Channel]
 	if c == nil {
 		return
@@ -277,13 +616,13 @@ func (f *FSM) applyProgress(p *Progress) {
 		if r.Last-r.First >= uint64(len(c.msgs)) {
 			for id := range c.msgs {
 				if id >= r.First && id <= r.Last {
-					delete(c.msgs, id)
+					c.finish(id)
 				}
 			}
 			continue
 		}
 		for id := r.First; ; id++ {
-			delete(c.msgs, id)
+			c.finish(id)
 			if id == r.Last {
 				break
 			}
@@ -295,6 +634,17 @@ func (f *FSM) applyProgress(p *Progress) {
 			cp.deliverAt, cp.attempts = rq.DeliverAt, rq.Attempts
 			c.msgs[rq.ID] = &cp
 		}
+	}
+	var dead []*pending
+	var why []Dead
+	for _, d := range p.Dead {
+		if m := c.remove(d.ID); m != nil {
+			dead = append(dead, m)
+			why = append(why, d)
+		}
+	}
+	if len(dead) > 0 && c.lim.deadLetterTopic != "" {
+		f.deadLetter(p.Topic, p.Channel, c.lim, dead, why, p.Time)
 	}
 }
 
@@ -314,6 +664,13 @@ func (f *FSM) Dispatching() bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.dispatch
+}
+
+// Defaults are the set's nsqd-wide limits as last recorded (OpDefaults).
+func (f *FSM) Defaults() Defaults {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return ParseDefaults(f.s.defaults)
 }
 
 // LastID is the last message ID given out.
@@ -343,13 +700,13 @@ func (f *FSM) viewLocked(withMessages bool) []TopicView {
 	out := make([]TopicView, 0, len(f.s.topics))
 	for _, name := range slices.Sorted(maps.Keys(f.s.topics)) {
 		t := f.s.topics[name]
-		tv := TopicView{Name: name, Paused: t.paused}
+		tv := TopicView{Name: name, Paused: t.paused, Config: t.config, Origins: slices.Clone(t.origins)}
 		if withMessages {
 			tv.Messages = messagesOf(t.backlog)
 		}
 		for _, cname := range slices.Sorted(maps.Keys(t.channels)) {
 			c := t.channels[cname]
-			cv := ChannelView{Name: cname, Paused: c.paused}
+			cv := ChannelView{Name: cname, Paused: c.paused, Config: c.config}
 			if withMessages {
 				cv.Messages = messagesOf(sortedPending(c.msgs))
 			}
@@ -396,7 +753,9 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.s = s
+	f.refreshAll()
 	if f.d != nil {
+		f.d.ApplyMeta(Meta{Op: OpDefaults, Arg: s.defaults})
 		f.d.Sync(f.viewLocked(f.dispatch), f.dispatch)
 	}
 	f.applied.Store(s.index) // after Sync: waiters then see its effect
@@ -410,11 +769,12 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 // message (a backlog of 1,000,000 messages held the FSM lock, and so every
 // publish, for 0.8 s while it was copied message by message).
 func (s *state) clone() *state {
-	c := &state{index: s.index, lastID: s.lastID, topics: make(map[string]*topicState, len(s.topics)), leaders: maps.Clone(s.leaders)}
+	c := &state{index: s.index, lastID: s.lastID, topics: make(map[string]*topicState, len(s.topics)), leaders: maps.Clone(s.leaders), defaults: s.defaults}
 	for name, t := range s.topics {
-		ct := &topicState{paused: t.paused, backlog: slices.Clone(t.backlog), channels: make(map[string]*channelState, len(t.channels))}
+		ct := &topicState{paused: t.paused, backlog: slices.Clone(t.backlog), channels: make(map[string]*channelState, len(t.channels)),
+			config: t.config, origins: slices.Clone(t.origins)}
 		for cname, ch := range t.channels {
-			ct.channels[cname] = &channelState{paused: ch.paused, msgs: maps.Clone(ch.msgs)}
+			ct.channels[cname] = &channelState{paused: ch.paused, msgs: maps.Clone(ch.msgs), config: ch.config}
 		}
 		c.topics[name] = ct
 	}

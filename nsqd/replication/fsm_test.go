@@ -19,9 +19,25 @@ type recorder struct {
 	synced    []TopicView
 	dispatch  bool
 	syncs     int
+	dropped   map[string][]uint64 // "topic/channel" → IDs, while dispatching
+	origins   map[string][]Origin // dead-letter topic → origins
 }
 
-func newRecorder() *recorder { return &recorder{delivered: make(map[string][]Message)} }
+func newRecorder() *recorder {
+	return &recorder{delivered: make(map[string][]Message), dropped: make(map[string][]uint64), origins: make(map[string][]Origin)}
+}
+
+func (r *recorder) Dropped(topic, channel string, ids []uint64, _ bool) {
+	r.mu.Lock()
+	r.dropped[topic+"/"+channel] = append(r.dropped[topic+"/"+channel], ids...)
+	r.mu.Unlock()
+}
+
+func (r *recorder) DeadLettered(topic string, origins []Origin) {
+	r.mu.Lock()
+	r.origins[topic] = append(r.origins[topic], origins...)
+	r.mu.Unlock()
+}
 
 func (r *recorder) ApplyMeta(m Meta) {
 	r.mu.Lock()
@@ -192,6 +208,13 @@ func TestFSMDeterministic(t *testing.T) {
 		}
 	}
 	log = append(log, AppendMeta(nil, &Meta{Op: OpLeader, Topic: "n1", Arg: "a,b"}))
+	// Limits, drop-oldest with dead letters, the leader's dead letters.
+	log = append(log,
+		AppendMeta(nil, &Meta{Op: OpDefaults, Arg: Defaults{MaxChannelDepth: 4, Overflow: "drop-oldest"}.Encode()}),
+		AppendMeta(nil, &Meta{Op: OpConfig, Topic: "t1", Arg: `{"dead_letter_dropped":true,"dead_letter_envelope":true}`}),
+		pub("t1", 0, "x1", "x2", "x3", "x4", "x5"),
+		AppendProgress(nil, &Progress{Topic: "t0", Channel: "c0", Time: 7, Dead: []Dead{{ID: 2, Attempts: 3, Reason: ReasonMaxAttempts}, {ID: 9, Reason: ReasonExpired}}}),
+	)
 	a, b := NewFSM(newRecorder(), nil), NewFSM(nil, nil)
 	applyEntries(t, a, log...)
 	applyEntries(t, b, log...)
@@ -207,8 +230,11 @@ func TestFSMDeterministic(t *testing.T) {
 	if sc := snapshotBytes(t, c); !bytes.Equal(sc, sa) {
 		t.Errorf("snapshot after restore differs")
 	}
-	if r.syncs != 1 || len(r.synced) != 3 {
-		t.Errorf("Restore told the Dispatcher %d times about %d topics, want 1 and 3", r.syncs, len(r.synced))
+	if r.syncs != 1 || len(r.synced) < 4 {
+		t.Errorf("Restore told the Dispatcher %d times about %d topics, want 1 and the 3 plus dead-letter topics", r.syncs, len(r.synced))
+	}
+	if len(a.s.topics["t1.c0.dlq"].origins) == 0 && len(a.s.topics["t1.c1.dlq"].origins) == 0 {
+		t.Errorf("no dead letters in the log's state: the test does not cover them")
 	}
 	if got, want := c.AppliedIndex(), uint64(len(log)); got != want || a.AppliedIndex() != want {
 		t.Errorf("AppliedIndex: restored %d, applied %d, want %d", got, a.AppliedIndex(), want)
@@ -217,7 +243,7 @@ func TestFSMDeterministic(t *testing.T) {
 		t.Errorf("leader record lost in the snapshot")
 	}
 	// And the restored FSM goes on like the others.
-	more := [][]byte{pub("t0", 0, "after"), fin("t0", "c0", 1, 2, 3, 4, 5, 6, 7, 8)}
+	more := [][]byte{pub("t0", 0, "after"), fin("t0", "c0", 1, 2, 3, 4, 5, 6, 7, 8), pub("t1", 0, "y1", "y2")}
 	applyEntries(t, a, more...)
 	applyEntries(t, c, more...)
 	if !bytes.Equal(snapshotBytes(t, a), snapshotBytes(t, c)) {
@@ -248,6 +274,19 @@ func FuzzReadState(f *testing.F) {
 	}
 	s, _ := fsm.Snapshot()
 	var buf bytes.Buffer
+	writeState(&buf, s.(*fsmSnapshot).s)
+	f.Add(buf.Bytes())
+	// With limits, defaults and dead letters with origins.
+	for _, e := range [][]byte{
+		AppendMeta(nil, &Meta{Op: OpDefaults, Arg: Defaults{MaxChannelDepth: 9}.Encode()}),
+		AppendMeta(nil, &Meta{Op: OpConfig, Topic: "t", Channel: "c", Arg: `{"overflow":"drop-oldest","max_depth":1,"dead_letter_dropped":true}`}),
+		pub("t", 0, "a", "b"),
+		AppendProgress(nil, &Progress{Topic: "t", Channel: "c", Time: 9, Dead: []Dead{{ID: 4, Attempts: 2, Reason: ReasonMaxAttempts}}}),
+	} {
+		fsm.Apply(&raft.Log{Type: raft.LogCommand, Data: e})
+	}
+	s, _ = fsm.Snapshot()
+	buf.Reset()
 	writeState(&buf, s.(*fsmSnapshot).s)
 	f.Add(buf.Bytes())
 	f.Fuzz(func(t *testing.T, b []byte) {

@@ -65,6 +65,9 @@ type Config struct {
 	// ClientAddrs is what followers forward to once this replica leads:
 	// "tcp-addr,http-addr" (recorded with an OpLeader entry).
 	ClientAddrs string
+	// Defaults are this replica's nsqd-wide limits: when it starts
+	// leading, it records them as the set's (OpDefaults) if they differ.
+	Defaults Defaults
 	// ApplyTimeout bounds how long a proposal may wait to be enqueued
 	// and committed; default 5s.
 	ApplyTimeout time.Duration
@@ -325,6 +328,10 @@ func (n *Node) promote(leaderCh <-chan bool) {
 		if n.cfg.ClientAddrs != "" {
 			n.raft.Apply(AppendMeta(nil, &Meta{Op: OpLeader, Topic: n.cfg.ID, Arg: n.cfg.ClientAddrs}), n.cfg.ApplyTimeout)
 		}
+		if n.fsm.Defaults() != n.cfg.Defaults {
+			n.log.Info("REPLICATION: recording this replica's limit flags as the set's", "defaults", n.cfg.Defaults.Encode())
+			n.raft.Apply(AppendMeta(nil, &Meta{Op: OpDefaults, Arg: n.cfg.Defaults.Encode()}), n.cfg.ApplyTimeout)
+		}
 		return
 	}
 }
@@ -404,6 +411,13 @@ func (n *Node) WaitApplied(index uint64, timeout time.Duration) error {
 func (n *Node) Meta(m *Meta) error {
 	_, _, err := n.apply(AppendMeta(nil, m))
 	return err
+}
+
+// DeadLetter records that the leader took a message out of topic/channel
+// as a dead letter (max attempts or TTL); it is proposed with the next
+// Progress entry of the channel.
+func (n *Node) DeadLetter(topic, channel string, id uint64, attempts uint16, reason DeadReason) {
+	n.progress.dead(topic, channel, Dead{ID: id, Attempts: attempts, Reason: reason})
 }
 
 // Finish records that a message of topic/channel was finished; the leader

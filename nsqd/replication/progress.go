@@ -15,6 +15,7 @@ type channelKey struct{ topic, channel string }
 type progressBatch struct {
 	finished []uint64
 	requeued []Requeue
+	dead     []Dead
 }
 
 // progressBatcher collects FIN and REQ settlements and proposes them as
@@ -72,6 +73,14 @@ func (p *progressBatcher) requeue(topic, channel string, rq Requeue) {
 	p.mu.Unlock()
 }
 
+func (p *progressBatcher) dead(topic, channel string, d Dead) {
+	p.mu.Lock()
+	b := p.batch(topic, channel)
+	b.dead = append(b.dead, d)
+	p.added()
+	p.mu.Unlock()
+}
+
 func (p *progressBatcher) loop() {
 	t := time.NewTicker(p.n.cfg.ProgressInterval)
 	defer t.Stop()
@@ -105,7 +114,10 @@ func (p *progressBatcher) flush() {
 	type pending interface{ Error() error }
 	var futures []pending
 	for k, b := range batches {
-		e := &Progress{Topic: k.topic, Channel: k.channel, Finished: Ranges(b.finished), Requeued: b.requeued}
+		e := &Progress{Topic: k.topic, Channel: k.channel, Finished: Ranges(b.finished), Requeued: b.requeued, Dead: b.dead}
+		if len(b.dead) > 0 {
+			e.Time = time.Now().UnixNano() // the dead letters' origin time
+		}
 		futures = append(futures, p.n.raft.Apply(AppendProgress(nil, e), p.n.cfg.ApplyTimeout))
 	}
 	for _, f := range futures {

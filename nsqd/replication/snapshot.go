@@ -11,21 +11,25 @@ import (
 	"slices"
 )
 
-// Snapshot format, version 1 (integers as in entry.go):
+// Snapshot format, version 2 (integers as in entry.go):
 //
 //	magic "NSQRSNAP" | version 1 byte | index uv | lastID uv
 //	| uv leaders | leaders × (id string | addrs string)
+//	| defaults string
 //	| uv messages | messages × (id uv | timestamp i64 | uv len | body)
-//	| uv topics | topics × (name | flags 1 byte | refs | uv channels
-//	                        | channels × (name | flags 1 byte | refs))
+//	| uv topics | topics × (name | flags 1 byte | config string | refs | origins
+//	                        | uv channels | channels × (name | flags 1 byte | config string | refs))
 //	refs = uv n | n × (id uv | deliverAt i64 | attempts uv)
+//	origins = uv n | n × (id uv | topic | channel | originalID uv
+//	                      | originalTimestamp i64 | attempts uv | reason 1 byte | time i64)
 //
-// Every message body appears once, in ID order, however many channels hold
-// it; topics, channels and refs are sorted, so equal states give equal
-// snapshots. Flags: bit 0 = paused.
+// Version 1 (written before limits were replicated) has no defaults,
+// config or origins; it is still read. Every message body appears once, in
+// ID order, however many channels hold it; topics, channels and refs are
+// sorted, so equal states give equal snapshots. Flags: bit 0 = paused.
 const (
 	snapshotMagic   = "NSQRSNAP"
-	snapshotVersion = 1
+	snapshotVersion = 2
 	maxSnapBody     = 1 << 30
 )
 
@@ -79,6 +83,7 @@ func writeState(out io.Writer, s *state) error {
 		w.str(id)
 		w.str(s.leaders[id])
 	}
+	w.str(s.defaults)
 	bodies := make(map[uint64]*message)
 	for _, t := range s.topics {
 		for _, p := range t.backlog {
@@ -103,14 +108,27 @@ func writeState(out io.Writer, s *state) error {
 		t := s.topics[name]
 		w.str(name)
 		w.w.WriteByte(flags(t.paused))
+		w.str(t.config)
 		backlog := slices.Clone(t.backlog)
 		slices.SortFunc(backlog, func(a, b *pending) int { return cmp.Compare(a.msg.id, b.msg.id) })
 		w.refs(backlog)
+		w.uv(uint64(len(t.origins)))
+		for _, o := range t.origins {
+			w.uv(o.ID)
+			w.str(o.Topic)
+			w.str(o.Channel)
+			w.uv(o.OriginalID)
+			w.i64(o.OriginalTimestamp)
+			w.uv(uint64(o.Attempts))
+			w.w.WriteByte(byte(o.Reason))
+			w.i64(o.Time)
+		}
 		w.uv(uint64(len(t.channels)))
 		for _, cname := range slices.Sorted(maps.Keys(t.channels)) {
 			c := t.channels[cname]
 			w.str(cname)
 			w.w.WriteByte(flags(c.paused))
+			w.str(c.config)
 			w.refs(sortedPending(c.msgs))
 		}
 	}
@@ -201,7 +219,8 @@ func readState(in io.Reader) (*state, error) {
 	r := &snapReader{r: bufio.NewReaderSize(in, 256<<10)}
 	magic := make([]byte, len(snapshotMagic)+1)
 	r.full(magic)
-	if r.err == nil && (string(magic[:len(snapshotMagic)]) != snapshotMagic || magic[len(snapshotMagic)] != snapshotVersion) {
+	version := magic[len(snapshotMagic)]
+	if r.err == nil && (string(magic[:len(snapshotMagic)]) != snapshotMagic || version < 1 || version > snapshotVersion) {
 		r.fail(fmt.Errorf("header %q", magic))
 	}
 	s := newState()
@@ -210,6 +229,9 @@ func readState(in io.Reader) (*state, error) {
 	for n := r.count(); n > 0 && r.err == nil; n-- {
 		id := r.str()
 		s.leaders[id] = r.str()
+	}
+	if version >= 2 {
+		s.defaults = r.str()
 	}
 	bodies := make(map[uint64]*message)
 	for n := r.count(); n > 0 && r.err == nil; n-- {
@@ -235,10 +257,29 @@ func readState(in io.Reader) (*state, error) {
 	for n := r.count(); n > 0 && r.err == nil; n-- {
 		name := r.str()
 		t := &topicState{paused: r.byte1()&1 != 0, channels: make(map[string]*channelState)}
+		if version >= 2 {
+			t.config = r.str()
+		}
 		t.backlog = r.refs(bodies)
+		if version >= 2 {
+			for no := r.count(); no > 0 && r.err == nil; no-- {
+				o := Origin{ID: r.uv(), Topic: r.str(), Channel: r.str(), OriginalID: r.uv(), OriginalTimestamp: r.i64()}
+				a := r.uv()
+				o.Reason = DeadReason(r.byte1())
+				o.Time = r.i64()
+				if r.err == nil && (a > 0xffff || o.Reason == 0 || o.Reason >= reasonMax) {
+					r.fail(fmt.Errorf("origin of %d: attempts %d, reason %d", o.ID, a, o.Reason))
+				}
+				o.Attempts = uint16(a)
+				t.origins = append(t.origins, o)
+			}
+		}
 		for nc := r.count(); nc > 0 && r.err == nil; nc-- {
 			cname := r.str()
 			c := &channelState{paused: r.byte1()&1 != 0, msgs: make(map[uint64]*pending)}
+			if version >= 2 {
+				c.config = r.str()
+			}
 			for _, p := range r.refs(bodies) {
 				c.msgs[p.msg.id] = p
 			}
