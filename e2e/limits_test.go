@@ -288,6 +288,10 @@ func TestAdminBrowserLimits(t *testing.T) {
 	// Redrive from the dead-letter topic.
 	nsqtest.HTTP(t, http.MethodPost, nodes[0].URL("/pub?topic=lim.c.dlq"), []byte("dead"))
 	b.run("open dead-letter topic", chromedp.Navigate(base+"/topics/lim.c.dlq"), chromedp.WaitVisible(chromedp.CSS(`#redrive-form`)))
+	// The node table and the channel list render after their first fetch
+	// and push the form down: click once the page has its final layout, or
+	// the click lands where the button was (seen on a loaded machine).
+	b.poll("topic page loaded", `!document.querySelector('#nodes .loading') && document.querySelector('#channels').children.length > 0`)
 	b.run("redrive", chromedp.Click(chromedp.CSS(`#redrive`)), chromedp.WaitVisible(chromedp.CSS(`#modal-confirm`)))
 	b.waitText("Redrive dead letters?")
 	b.run("confirm redrive", chromedp.Click(chromedp.CSS(`#modal-confirm`)))
