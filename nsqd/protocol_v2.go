@@ -467,6 +467,9 @@ func (c *client) rdyCmd(params [][]byte) ([]byte, error) {
 	}
 	c.rdy.Store(count)
 	c.wakeUp()
+	if r := c.nsqd.repl.Load(); r != nil {
+		r.rdyChanged() // a follower's relay follows its consumers' RDY
+	}
 	return nil, nil
 }
 
@@ -536,6 +539,9 @@ func (c *client) req(params [][]byte) ([]byte, error) {
 	m, why := c.popInFlight(id)
 	if m == nil {
 		return nil, protocol.NonFatal("E_REQ_FAILED", fmt.Sprintf("REQ %s failed %s", id[:], why))
+	}
+	if c.relay && len(params) > 3 && string(params[3]) == relayUndelivered && m.Attempts > 0 {
+		m.Attempts-- // given back by a follower: no consumer got it
 	}
 	c.requeueCount.Add(1)
 	if !c.relay { // a relay's REQ was counted on its replica
