@@ -69,7 +69,7 @@ type replicaSet struct {
 	// relayWarned is when a failed relay dial was last logged; relayLoop
 	// only.
 	relayWarned time.Time
-	exit        chan struct{} // closed by close: stops relayLoop
+	exit        chan struct{} // closed by close: stops relayLoop and tuneLoop
 	wg          sync.WaitGroup
 	// noLeaderSince is when this replica last saw no leader (zero while
 	// one is known); only relayLoop uses it (checkLeader).
@@ -80,7 +80,7 @@ type replicaSet struct {
 	lastHandOff time.Time
 	handOffs    int
 
-	// relayWake (one pending signal) asks relayLoop to tune the relays
+	// relayWake (one pending signal) asks tuneLoop to tune the relays
 	// after a local RDY (rdyChanged). relayQueueWait is relayQueueWait in
 	// nanoseconds; 0 turns give-backs off (tests).
 	relayWake      chan struct{}
@@ -191,6 +191,7 @@ func (n *NSQD) openReplication() error {
 	n.logger.Info("REPLICATION: joined replica set", "id", r.id, "address", n.opts.ReplicationAddress, "peers", len(peers))
 	n.repl.Store(r)
 	r.wg.Go(func() { r.relayLoop(r.exit) })
+	r.wg.Go(func() { r.tuneLoop(r.exit) })
 	return nil
 }
 

@@ -44,7 +44,7 @@ import (
 // leader delivers every unfinished message again.
 //
 // Commands go up the relay without blocking whoever sends them (a
-// consumer's command loop, the queue-scan loop, relayLoop): relay.send
+// consumer's command loop, the queue-scan loop, tuneLoop): relay.send
 // appends to a bounded queue that the relay's writer goroutine writes to
 // the leader. A leader that reads nothing for relayWriteTimeout, or leaves
 // relayQueueMax bytes of commands unread, ends the relay as a hung leader
@@ -58,9 +58,10 @@ import (
 // message as an attempt.
 //
 // relayLoop, owned by replicaSet, starts, retargets and stops relays every
-// relayInterval and tunes their RDY and give-backs (tuneRelays) then and
-// whenever a local consumer sends RDY. replicaSet.wg owns each relay's
-// reader and writer goroutines.
+// relayInterval; tuneLoop, owned by replicaSet too, sets their RDY and
+// gives back (tuneRelays) every relayInterval and whenever a local
+// consumer sends RDY. replicaSet.wg owns each relay's reader and writer
+// goroutines.
 
 const relayInterval = 100 * time.Millisecond
 
@@ -86,10 +87,12 @@ const relayQueueWait = time.Second
 
 // relayQueueMax bounds the commands (FIN, REQ, TOUCH, RDY, NOP) waiting for
 // a relay's writer: 4 MiB, some 200,000 FINs beyond what the socket
-// buffers hold. relayWriteTimeout bounds one write to the leader.
+// buffers hold. relayWriteTimeout bounds one write to the leader;
+// relayFlushTimeout the last one, when a relay is closed on purpose.
 const (
 	relayQueueMax     = 4 << 20
 	relayWriteTimeout = 5 * time.Second
+	relayFlushTimeout = 200 * time.Millisecond
 )
 
 // errRelayQueueFull ends a relay whose leader left relayQueueMax bytes of
@@ -117,35 +120,35 @@ type relay struct {
 	addr string // the leader's TCP address
 	c    *Channel
 	conn net.Conn
-	rdy  atomic.Int64 // last RDY sent; written by relayLoop only
+	rdy  atomic.Int64 // last RDY sent; written by tuneLoop only
 	max  int          // bound of out in bytes: relayQueueMax (tests lower it)
 
-	mu    sync.Mutex    // guards out, ended and cause; a leaf
-	out   []byte        // commands for the writer, in order
-	ended bool          // takes no more commands: the relay is ending
-	cause error         // why this side ended the relay (queue full, write failed)
-	wake  chan struct{} // one pending signal: out has commands
+	mu      sync.Mutex    // guards out, ended, cause, flushBy and conn's write deadline; a leaf
+	out     []byte        // commands for the writer, in order
+	ended   bool          // takes no more commands: the relay is ending
+	cause   error         // why this side ended the relay (queue full, write failed)
+	flushBy time.Time     // set by beginFlush: when the last write must be done
+	wake    chan struct{} // one pending signal: out has commands
+	flush   chan struct{} // closed by beginFlush: write what is queued, then close conn
+	wdone   chan struct{} // closed when the writer has ended
 
 	done chan struct{} // closed when the reader has ended
 	err  error         // why the reader ended; read after done
 }
 
 // relayLoop keeps the relays in line with the local subscribers and the
-// current leader until exit is closed: every relayInterval, and for RDY
-// and give-backs also as soon as a local consumer sends RDY (rdyChanged).
+// current leader until exit is closed.
 func (r *replicaSet) relayLoop(exit <-chan struct{}) {
 	t := time.NewTicker(relayInterval)
 	defer t.Stop()
 	for {
 		select {
 		case <-exit:
-			r.stopRelays()
+			r.endRelays(true) // shutting down: what consumers settled goes up first
 			return
 		case <-t.C:
 			r.syncRelays()
 			r.checkLeader(time.Now())
-		case <-r.relayWake:
-			r.tuneRelays(time.Now())
 		}
 	}
 }
@@ -201,6 +204,7 @@ func (r *replicaSet) syncRelays() {
 			}
 		}
 	}
+	var ended []*relay
 	for k, rl := range r.relays {
 		dead := false
 		select {
@@ -212,8 +216,12 @@ func (r *replicaSet) syncRelays() {
 			continue
 		}
 		r.setRelay(k, nil)
-		rl.close()
-		<-rl.done // the reader ends at once (its connection is closed) and empties rl.c
+		ended = append(ended, rl)
+	}
+	// The FINs and REQs that consumers sent just before they left go up
+	// before the connection closes (within relayFlushTimeout).
+	closeRelays(ended, true)
+	for _, rl := range ended {
 		if rl.err != nil && !errors.Is(rl.err, net.ErrClosed) {
 			rl.c.log.Warn("REPLICATION: relay ended", "leader", rl.addr, "err", rl.err)
 		}
@@ -262,10 +270,30 @@ func (r *replicaSet) syncRelays() {
 		}
 	}
 
-	r.tuneRelays(time.Now())
+	if len(dials) > 0 {
+		r.rdyChanged() // a new relay gets its RDY now
+	}
 }
 
-// rdyChanged wakes relayLoop to tune the relays (tuneRelays) after a local
+// tuneLoop tunes the relays (tuneRelays) every relayInterval and as soon
+// as a local consumer sends RDY (rdyChanged), until exit is closed. It is
+// apart from relayLoop so that a relay dialling a slow or hung leader (up
+// to 3 s) delays no other relay's RDY or give-backs.
+func (r *replicaSet) tuneLoop(exit <-chan struct{}) {
+	t := time.NewTicker(relayInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-exit:
+			return
+		case <-t.C:
+		case <-r.relayWake:
+		}
+		r.tuneRelays(time.Now())
+	}
+}
+
+// rdyChanged wakes tuneLoop to tune the relays (tuneRelays) after a local
 // consumer sent RDY: a drop reaches the leader and frees what the follower
 // can no longer deliver at once, not a relayInterval later. It never
 // blocks.
@@ -286,7 +314,7 @@ func (r *replicaSet) rdyChanged() {
 // back. Commands are queued (relay.send), never written here. It holds
 // relaySync (only local work under it): a Sync that makes this replica
 // the leader has stopped every relay before it queues the set's messages,
-// so nothing it queued is ever taken here. relayLoop only.
+// so nothing it queued is ever taken here. tuneLoop only.
 func (r *replicaSet) tuneRelays(now time.Time) {
 	r.relaySync.Lock()
 	defer r.relaySync.Unlock()
@@ -335,21 +363,51 @@ func (r *replicaSet) currentRelayTarget() string {
 	return r.leaderTCPAddr()
 }
 
-// stopRelays ends every relay (the local channels keep what they hold) and
-// aborts a dial in progress without waiting for it: the dialled relay is
-// not installed (relayGen changed). relaySync is never held across network
-// I/O, so this waits only for local work (a relay's reader ends as soon as
-// its connection is closed).
-func (r *replicaSet) stopRelays() {
+// stopRelays ends every relay at once (their readers empty the local
+// channels; commands still queued are dropped: the set is changing
+// leader) and aborts a dial in progress without waiting for it: the
+// dialled relay is not installed (relayGen changed). relaySync is never
+// held across network I/O, so this waits only for local work (a relay's
+// reader ends as soon as its connection is closed).
+func (r *replicaSet) stopRelays() { r.endRelays(false) }
+
+// endRelays is stopRelays; with flush, the relays first write what is
+// queued (closeRelays).
+func (r *replicaSet) endRelays(flush bool) {
 	r.relaySync.Lock()
 	defer r.relaySync.Unlock()
 	r.relayGen++
 	if r.relayCancel != nil {
 		r.relayCancel()
 	}
+	var rls []*relay
 	for k, rl := range r.relays {
 		r.setRelay(k, nil)
-		rl.close()
+		rls = append(rls, rl)
+	}
+	closeRelays(rls, flush)
+}
+
+// closeRelays ends installed relays, already out of r.relays, and waits
+// for their readers, which empty their channels. With flush, each writer
+// first writes what is queued, all of them within one relayFlushTimeout
+// (a write under way is cut short to it): the only wait for network I/O
+// under relaySync, bounded so, and needed so that a consumer's last FIN or
+// REQ is not lost when its leaving ends the relay. Without, the
+// connections are closed at once.
+func closeRelays(rls []*relay, flush bool) {
+	for _, rl := range rls {
+		if flush {
+			rl.beginFlush()
+		} else {
+			rl.close()
+		}
+	}
+	for _, rl := range rls {
+		if flush {
+			<-rl.wdone // the writer closed conn, or ended before
+			rl.close()
+		}
 		<-rl.done
 	}
 }
@@ -432,7 +490,8 @@ func (r *replicaSet) dialRelay(ctx context.Context, k relayKey, c *Channel, addr
 	}
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	rl := &relay{key: k, addr: addr, c: c, conn: conn, max: relayQueueMax, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	rl := &relay{key: k, addr: addr, c: c, conn: conn, max: relayQueueMax, wake: make(chan struct{}, 1),
+		flush: make(chan struct{}), wdone: make(chan struct{}), done: make(chan struct{})}
 	br := bufio.NewReaderSize(conn, 64<<10)
 	ident, _ := json.Marshal(map[string]any{
 		"client_id":          "replica-" + r.id + "-relay",
@@ -511,32 +570,61 @@ func (rl *relay) push(cmds []byte) {
 }
 
 // write writes the queued commands to the leader until the relay ends (the
-// reader closes done). A write that cannot finish within relayWriteTimeout
-// (the leader reads nothing) ends the relay. Started by syncRelays on
-// replicaSet.wg.
+// reader closes done) or is closed on purpose (beginFlush: it writes what
+// is queued, then closes conn). A write that cannot finish within
+// relayWriteTimeout (the leader reads nothing) ends the relay. Started by
+// syncRelays on replicaSet.wg.
 func (rl *relay) write() {
+	defer close(rl.wdone)
 	var buf []byte
 	for {
+		last := false
 		select {
 		case <-rl.wake:
+		case <-rl.flush:
+			last = true // nothing is queued after this: ended is set
 		case <-rl.done:
 			return
 		}
 		rl.mu.Lock()
 		buf, rl.out = rl.out, buf[:0]
-		rl.mu.Unlock()
-		if len(buf) == 0 {
-			continue
+		if len(buf) > 0 {
+			d := time.Now().Add(relayWriteTimeout)
+			if !rl.flushBy.IsZero() && rl.flushBy.Before(d) {
+				d = rl.flushBy
+			}
+			rl.conn.SetWriteDeadline(d)
 		}
-		rl.conn.SetWriteDeadline(time.Now().Add(relayWriteTimeout))
-		if _, err := rl.conn.Write(buf); err != nil {
-			rl.end(fmt.Errorf("write to the leader: %w", err))
+		rl.mu.Unlock()
+		if len(buf) > 0 {
+			if _, err := rl.conn.Write(buf); err != nil {
+				rl.end(fmt.Errorf("write to the leader: %w", err))
+				return
+			}
+		}
+		if last {
+			rl.conn.Close()
 			return
 		}
 		if cap(buf) > 64<<10 {
 			buf = nil // a burst is over: do not keep its buffer
 		}
 	}
+}
+
+// beginFlush starts closing the relay on purpose: it takes no more
+// commands, and its writer writes what is queued within relayFlushTimeout
+// (cutting short a write under way), then closes the connection, which
+// ends the reader. closeRelays waits for both.
+func (rl *relay) beginFlush() {
+	rl.mu.Lock()
+	if rl.flushBy.IsZero() {
+		rl.ended = true
+		rl.flushBy = time.Now().Add(relayFlushTimeout)
+		rl.conn.SetWriteDeadline(rl.flushBy)
+		close(rl.flush)
+	}
+	rl.mu.Unlock()
 }
 
 // close ends the relay on purpose (not wanted, leader changed): the reader

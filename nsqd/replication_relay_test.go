@@ -301,8 +301,55 @@ func TestReplicationRelayQueueFull(t *testing.T) {
 		t.Errorf("write to the relay's connection after overflow: %v, want it closed", err)
 	}
 	rl.send("NOP\n")
-	if rl.out != nil {
+	if len(rl.out) != 0 {
 		t.Errorf("an ended relay queued %q", rl.out)
+	}
+}
+
+// TestReplicationRelayCloseFlushes: a relay closed on purpose (its last
+// consumer left, the leader changed, the daemon stops) first writes the
+// commands still queued, so the REQs of a consumer that disconnected (its
+// in-flight messages) reach the leader before the connection ends, which
+// would make the leader requeue them with no REQ delay and no attempt
+// logged. The writer here starts only once the commands are queued.
+func TestReplicationRelayCloseFlushes(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	rl := &relay{conn: conn, max: relayQueueMax, wake: make(chan struct{}, 1),
+		flush: make(chan struct{}), wdone: make(chan struct{}), done: make(chan struct{})}
+	go func() { // stands for the reader: ends when conn is closed
+		io.Copy(io.Discard, conn)
+		close(rl.done)
+	}()
+	var id MessageID
+	copy(id[:], "0000000000000001")
+	rl.send("REQ 0000000000000001 1500\n")
+	rl.sendID("FIN ", id)
+	go rl.write()
+	closeRelays([]*relay{rl}, true)
+	peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, err := io.ReadAll(peer)
+	if err != nil {
+		t.Fatalf("reading what the relay sent before it closed: %v", err)
+	}
+	if want := "REQ 0000000000000001 1500\nFIN 0000000000000001\n"; string(got) != want {
+		t.Errorf("the leader got %q before the relay closed, want %q", got, want)
+	}
+	rl.send("NOP\n")
+	if len(rl.out) != 0 {
+		t.Errorf("a closed relay queued %q", rl.out)
 	}
 }
 
