@@ -456,10 +456,11 @@ func (r *replicaSet) relayTouch(c *Channel, id MessageID) {
 // relayRequeue hands REQ'd (delay: the REQ's), timed-out or abandoned (a
 // consumer disconnected; delay 0) messages of a follower's replicated
 // channel to the set: they go up the relay as REQ, the leader requeues or
-// defers them and logs their attempts, and they are dropped here. Without a relay (it ended: the
-// channel is being emptied) they are dropped too; the next leader
-// delivers them again. It reports false where the messages are this
-// replica's to requeue: on the leader and in ephemeral channels.
+// defers them and logs their attempts, and they are dropped here. Without
+// a relay (it ended: the channel is being emptied) they are dropped too;
+// the next leader delivers them again. It reports false where the
+// messages are this replica's to requeue: on the leader and in ephemeral
+// channels.
 func (r *replicaSet) relayRequeue(c *Channel, msgs []*Message, delay time.Duration) bool {
 	if c.ephemeral || c.topic.ephemeral || r.dispatching.Load() {
 		return false
@@ -480,9 +481,10 @@ func (r *replicaSet) relayRequeue(c *Channel, msgs []*Message, delay time.Durati
 }
 
 // dialRelay connects to the leader, identifies and subscribes (RDY 0
-// until syncRelays sets it). It runs with no lock held; cancelling ctx
+// until tuneRelays sets it). It runs with no lock held; cancelling ctx
 // aborts the dial and closes the connection during the handshake. The
-// caller starts the reader (rl.read(br)) once it installs the relay.
+// caller starts the reader (rl.read(br)) and the writer once it installs
+// the relay.
 func (r *replicaSet) dialRelay(ctx context.Context, k relayKey, c *Channel, addr string) (*relay, *bufio.Reader, error) {
 	conn, err := (&net.Dialer{Timeout: time.Second}).DialContext(ctx, "tcp", addr)
 	if err != nil {
