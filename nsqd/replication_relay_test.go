@@ -277,6 +277,55 @@ func TestReplicationFollowerGivesBack(t *testing.T) {
 	}
 }
 
+// TestReplicationFollowerGivesBackAged: messages that wait in a
+// follower's queue past the bound (relayQueueWait, 300 ms here) although
+// its consumer has room for them (the local channel paused on that replica
+// only, standing for a consumer slow to take) are given back too, and a
+// consumer on another replica gets them, attempts 1, well before the
+// relay's backstop timer (20 s here).
+func TestReplicationFollowerGivesBackAged(t *testing.T) {
+	rs := startReplicaSetWith(t, 3, func(o *Options) {
+		o.MaxMsgTimeout, o.MsgTimeout = 10*time.Second, 5*time.Second
+	})
+	l := leaderOf(t, rs)
+	fs := followersOf(rs, l)
+	x := subscribe(t, fs[0].n, "ag", "c", "")
+	y := subscribe(t, fs[1].n, "ag", "c", "")
+	x.send("RDY 2")
+	rl := relayOfChannel(t, fs[0], "ag", "c", func(rl *relay) bool { return rl.rdy.Load() == 2 }, "with RDY 2")
+	fs[0].n.repl.Load().relayQueueWait.Store(int64(300 * time.Millisecond))
+	rl.c.pause()
+	publish(t, l.n, "ag", "m1", "m2")
+	eventually(t, 10*time.Second, func() bool { return rl.c.Depth() > 0 }, "messages wait in the follower's queue")
+
+	start := time.Now()
+	y.send("RDY 10")
+	var got []string
+	for range 2 {
+		m := y.readMsg(10 * time.Second)
+		if m.attempts != 1 {
+			t.Errorf("y got %s with attempts %d, want 1 (a give-back is no attempt)", m.body, m.attempts)
+		}
+		got = append(got, m.body)
+		y.send("FIN " + m.id)
+	}
+	t.Logf("aged messages on another replica after %v", time.Since(start))
+	// A given-back message may come back to the same follower (its relay
+	// first in the leader's line) and wait again: 0.4-1.2 s seen.
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("the consumer on another replica got the waiting messages after %v (want well under the 20 s backstop)", d)
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, []string{"m1", "m2"}) {
+		t.Errorf("y got %v, want m1 m2", got)
+	}
+	rl.c.unpause()
+	x.expectNothing(300 * time.Millisecond)
+	for _, r := range rs {
+		eventually(t, 5*time.Second, func() bool { return r.unfinished("ag", "c") == 0 }, "FINs in the set's state on replica %d", r.opts.ID)
+	}
+}
+
 // TestReplicationRelayQueueFull: a relay whose leader leaves more than its
 // queue's bound of commands unread ends (its connection is closed, so the
 // leader requeues what the relay held and the follower empties its
