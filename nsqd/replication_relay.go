@@ -106,7 +106,8 @@ var errRelayQueueFull = errors.New("leader left the relay's commands unread")
 // got it (TOUCH included), and the follower settles, touches or gives back
 // every message up the relay, so this timer fires only for a message that
 // the follower lost (a command dropped with an ended relay that the leader
-// did not see end): a backstop, not the consumers' timeout. The relay
+// did not see end) or that waited in its disk queue, which give-backs do
+// not reach: a backstop, not the consumers' timeout. The relay
 // cannot use a consumer's msg_timeout: the consumers of one follower may
 // each identify with a different one, and the follower times them out
 // itself.
