@@ -290,6 +290,29 @@ func (c *Channel) requeue(msgs []*Message) {
 	}
 }
 
+// takeQueued removes from a follower's relayed channel the messages its
+// relay gives back (tuneRelays): from the head of the memory queue, every
+// one beyond the first keep and every one that arrived (deliveryTS) at or
+// before before. A follower's memory queue holds single relayed messages
+// in arrival order; messages in the disk queue stay.
+func (c *Channel) takeQueued(keep int, before int64) []*Message {
+	var out []*Message
+	c.mu.Lock()
+	for {
+		m := c.mem.first()
+		if m == nil || (c.mem.len() <= keep && m.deliveryTS > before) {
+			break
+		}
+		c.mem.shift()
+		out = append(out, m)
+	}
+	c.mu.Unlock()
+	if len(out) > 0 && c.lim.Load() != nil {
+		c.addBytes(-bodyBytes(out))
+	}
+	return out
+}
+
 // deferMessage holds a message until now + d (REQ with a timeout). In
 // durable mode its journal record gets the new deliver-at time; it reaches
 // the disk with the next flush, and until then a crash only makes it

@@ -13,11 +13,10 @@
 //	Topic.mu
 //	Topic.backlogMu or Channel.mu (never both)
 //	Channel.diskMu (with none of the above held but Topic.mu for reading)
-//	client.wmu, then client.mu (with no topic or channel lock held);
-//	relay.wmu (never with client.wmu)
+//	client.wmu, then client.mu (with no topic or channel lock held)
 //	leaves: journal.mu, diskq.Queue.mu, NSQD.clientsMu, guidFactory.mu,
 //	latencyWindow.mu, deadLetterLog.mu, lookupManager.mu, drainer.mu,
-//	replicaSet.relayMu, progressBatcher.mu, Node.peersMu,
+//	replicaSet.relayMu, relay.mu, progressBatcher.mu, Node.peersMu,
 //	conditionState.mu (health)
 //
 // journal.mu is taken under Topic.backlogMu, Channel.mu or Channel.diskMu;

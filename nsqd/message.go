@@ -38,7 +38,7 @@ type Message struct {
 	// a deferred heap or one client's in-flight list); the owner's mutex
 	// guards these fields.
 	deadline   int64    // queued or deferred: deliver-at (0 = now); in flight: timeout
-	deliveryTS int64    // in flight: Unix ns of the delivery
+	deliveryTS int64    // in flight: Unix ns of the delivery; queued on a follower: of its arrival over the relay
 	index      int      // deferred: position in the heap
 	prev, next *Message // in flight: neighbours in the client's list
 }

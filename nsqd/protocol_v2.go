@@ -467,6 +467,9 @@ func (c *client) rdyCmd(params [][]byte) ([]byte, error) {
 	}
 	c.rdy.Store(count)
 	c.wakeUp()
+	if r := c.nsqd.repl.Load(); r != nil {
+		r.rdyChanged() // a follower's relay follows its consumers' RDY
+	}
 	return nil, nil
 }
 
@@ -537,11 +540,18 @@ func (c *client) req(params [][]byte) ([]byte, error) {
 	if m == nil {
 		return nil, protocol.NonFatal("E_REQ_FAILED", fmt.Sprintf("REQ %s failed %s", id[:], why))
 	}
+	// Given back by a follower (replication_relay.go): no consumer got
+	// it, so the relay's delivery is no attempt and no reason to
+	// dead-letter.
+	undelivered := c.relay && len(params) > 3 && string(params[3]) == relayUndelivered
+	if undelivered && m.Attempts > 0 {
+		m.Attempts--
+	}
 	c.requeueCount.Add(1)
 	if !c.relay { // a relay's REQ was counted on its replica
 		ch.requeueCount.Add(1)
 	}
-	if l := ch.lim.Load(); l != nil && len(ch.takeDeadLetters(l, []*Message{m})) == 0 {
+	if l := ch.lim.Load(); l != nil && !undelivered && len(ch.takeDeadLetters(l, []*Message{m})) == 0 {
 		return nil, nil // dead-lettered
 	}
 	if r := c.nsqd.repl.Load(); r != nil && r.relayRequeue(ch, []*Message{m}, timeout) {

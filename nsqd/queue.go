@@ -60,6 +60,21 @@ func (q *msgQueue) pushRun(r queueRun) {
 	q.nruns++
 }
 
+// first is the first message if it was queued alone (not as part of a
+// publish batch); nil otherwise or when the queue is empty. shift removes
+// it.
+func (q *msgQueue) first() *Message {
+	if q.nruns == 0 || q.runs[q.head].from >= 0 {
+		return nil
+	}
+	return (*Message)(q.runs[q.head].p)
+}
+
+func (q *msgQueue) shift() {
+	var s [1]queueSlot
+	q.popSlots(s[:0], 1)
+}
+
 // popN appends up to max messages to dst.
 func (q *msgQueue) popN(dst []*Message, max int) []*Message {
 	slots := q.popSlots(make([]queueSlot, 0, min(max, q.n)), max)

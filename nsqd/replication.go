@@ -69,7 +69,7 @@ type replicaSet struct {
 	// relayWarned is when a failed relay dial was last logged; relayLoop
 	// only.
 	relayWarned time.Time
-	exit        chan struct{} // closed by close: stops relayLoop
+	exit        chan struct{} // closed by close: stops relayLoop and tuneLoop
 	wg          sync.WaitGroup
 	// noLeaderSince is when this replica last saw no leader (zero while
 	// one is known); only relayLoop uses it (checkLeader).
@@ -79,6 +79,12 @@ type replicaSet struct {
 	// transfer; drainLoop only (handOff).
 	lastHandOff time.Time
 	handOffs    int
+
+	// relayWake (one pending signal) asks tuneLoop to tune the relays
+	// after a local RDY (rdyChanged). relayQueueWait is relayQueueWait in
+	// nanoseconds; 0 turns give-backs off (tests).
+	relayWake      chan struct{}
+	relayQueueWait atomic.Int64
 }
 
 const replicationApplyTimeout = 5 * time.Second
@@ -143,6 +149,7 @@ func (n *NSQD) openReplication() error {
 			},
 		},
 		relays:        make(map[relayKey]*relay),
+		relayWake:     make(chan struct{}, 1),
 		exit:          make(chan struct{}),
 		noLeaderSince: time.Now(),
 		leaderGrace:   replicationLeaderGrace,
@@ -180,9 +187,11 @@ func (n *NSQD) openReplication() error {
 	if err != nil {
 		return fmt.Errorf("replication: %w", err)
 	}
+	r.relayQueueWait.Store(int64(relayQueueWait))
 	n.logger.Info("REPLICATION: joined replica set", "id", r.id, "address", n.opts.ReplicationAddress, "peers", len(peers))
 	n.repl.Store(r)
 	r.wg.Go(func() { r.relayLoop(r.exit) })
+	r.wg.Go(func() { r.tuneLoop(r.exit) })
 	return nil
 }
 

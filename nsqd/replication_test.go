@@ -805,10 +805,11 @@ func TestReplicationFollowerREQ(t *testing.T) {
 // leader past the relay's timer: nobody else gets it, nothing times out.
 // Messages wait in the follower's queue while its consumer holds the one
 // before (its relay got RDY 3 for a consumer with RDY 1, as when the
-// consumers' RDY drops with deliveries under way), so the consumer holds
-// the last one until over 4 s after the leader delivered it to the relay:
-// past the relay's old timer (--max-msg-timeout, 2 s here) and past the
-// new backstop (twice that) but for the forwarded TOUCHes.
+// consumers' RDY drops with deliveries under way, and give-backs are
+// turned off), so the consumer holds the last one until over 4 s after
+// the leader delivered it to the relay: past the relay's old timer
+// (--max-msg-timeout, 2 s here) and past the new backstop (twice that)
+// but for the forwarded TOUCHes.
 func TestReplicationFollowerTouch(t *testing.T) {
 	rs := startReplicaSetWith(t, 3, func(o *Options) {
 		o.MaxMsgTimeout, o.MsgTimeout = 2*time.Second, time.Second
@@ -835,6 +836,9 @@ func TestReplicationFollowerTouch(t *testing.T) {
 		rl = repl.relayOf(c)
 		return rl != nil && rl.rdy.Load() == 1
 	}, "the follower relays tt/c with RDY 1")
+	// Give-backs off: the follower would hand the two messages it cannot
+	// deliver back to the leader at once (TestReplicationFollowerGivesBack).
+	repl.relayQueueWait.Store(0)
 	rl.send("RDY 3\n")
 	publish(t, l.n, "tt", "m1", "m2", "m3")
 	start := time.Now()
