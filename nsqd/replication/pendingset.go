@@ -3,12 +3,13 @@ package replication
 import (
 	"cmp"
 	"slices"
+	"sync/atomic"
 )
 
 // pending is one unfinished message of a channel (or of a topic's
 // backlog): the message, shared by every channel, and this channel's
 // delivery state. In a pendingSet a nil msg marks a finished record (a
-// tombstone) that compaction removes later.
+// tombstone).
 type pending struct {
 	id        uint64 // msg.id, kept here so that a search reads one array
 	msg       *message
@@ -16,48 +17,97 @@ type pending struct {
 	attempts  uint16
 }
 
-// pendingSet holds a channel's unfinished messages in ID order, as values.
+// pendingSet holds a channel's unfinished messages in ID order, as values
+// in blocks of up to blockSize records.
 //
 // It fits how IDs reach a channel: they come from one set-wide sequence,
 // so a channel gets them in increasing order (a publish appends, a backlog
 // flush appends in order, dead letters get new IDs), and consumers finish
-// them roughly in order. So adding is an append, finding an ID is a binary
-// search, a FIN leaves a tombstone, the finished head is skipped at once
-// and the rest of the tombstones are compacted away once they outnumber
-// the live records. The oldest message (drop-oldest) is the first live
-// record. Against the map this replaces: no per-message allocation or
-// hashing, half the memory, and sorted output (views, snapshots) for free.
+// them roughly in order. So adding is an append to the last block,
+// finding an ID is a binary search over the blocks and then in one, a FIN
+// leaves a tombstone, a block whose records are all finished is dropped
+// and one mostly finished is compacted. The oldest message (drop-oldest)
+// is the first live record. Against the map this replaces: no
+// per-message allocation or hashing, no rehash of millions of entries,
+// less memory, and sorted output (views, snapshots) for free.
 //
-// Records are values: a snapshot takes its own copy (clone), so records
-// are updated in place.
+// Blocks are copy on write: clone (a snapshot) copies the list of blocks,
+// not the records, and gives both sets new epochs; a set changes a block in
+// place only if it made it in its current epoch, and otherwise changes a
+// copy. So a snapshot holds the FSM lock for a copy of one pointer per
+// blockSize messages, and the applies after it copy only the blocks they
+// touch (the head, where FINs land, and the tail, where publishes append).
 type pendingSet struct {
-	recs []pending // recs[head:], ascending IDs; some may be tombstones
-	head int       // recs[:head] are all finished (cleared)
-	live int       // records of recs[head:] that are not tombstones
+	blocks []*block // ascending IDs; every block holds a live record
+	live   int      // live records of all blocks
+	epoch  uint64   // blocks with another epoch are shared: copy before changing
 }
 
-// compactMin is the slack a pendingSet leaves before it compacts: below
-// it, tombstones stay (a search skips them).
-const compactMin = 1024
+type block struct {
+	recs  []pending // ascending IDs, tombstones included; never empty
+	live  int       // records of recs that are not tombstones
+	epoch uint64    // of the set that made it
+}
+
+// blockSize bounds the records of a block that appends fill.
+const blockSize = 1024
+
+// epochs hands out pendingSet epochs; 0 is a new set's.
+var epochs atomic.Uint64
 
 func (s *pendingSet) len() int { return s.live }
 
-// find returns the index in recs of id's record, live or tombstone, or -1.
-func (s *pendingSet) find(id uint64) int {
-	i, ok := slices.BinarySearchFunc(s.recs[s.head:], id, func(p pending, id uint64) int { return cmp.Compare(p.id, id) })
-	if !ok {
-		return -1
+// writable returns block i, copied first if it is shared with a snapshot.
+func (s *pendingSet) writable(i int) *block {
+	b := s.blocks[i]
+	if b.epoch != s.epoch {
+		recs := make([]pending, len(b.recs), max(cap(b.recs), len(b.recs)))
+		copy(recs, b.recs)
+		b = &block{recs: recs, live: b.live, epoch: s.epoch}
+		s.blocks[i] = b
 	}
-	return s.head + i
+	return b
 }
 
-// get returns id's live record, or nil. The pointer is valid until the set
-// next changes.
-func (s *pendingSet) get(id uint64) *pending {
-	if i := s.find(id); i >= 0 && s.recs[i].msg != nil {
-		return &s.recs[i]
+// locate returns where id is or would be: the block and the index in it of
+// the first record with an ID ≥ id (bi == len(blocks) past the end).
+func (s *pendingSet) locate(id uint64) (bi, ri int) {
+	// The last block whose first ID is ≤ id.
+	bi, _ = slices.BinarySearchFunc(s.blocks, id, func(b *block, id uint64) int {
+		if b.recs[0].id <= id {
+			return -1
+		}
+		return 1
+	})
+	if bi == 0 {
+		return 0, 0
 	}
-	return nil
+	bi--
+	ri, _ = slices.BinarySearchFunc(s.blocks[bi].recs, id, func(p pending, id uint64) int { return cmp.Compare(p.id, id) })
+	if ri == len(s.blocks[bi].recs) {
+		return bi + 1, 0
+	}
+	return bi, ri
+}
+
+// find returns the block and index of id's live record; ok false if none.
+func (s *pendingSet) find(id uint64) (bi, ri int, ok bool) {
+	bi, ri = s.locate(id)
+	if bi < len(s.blocks) {
+		p := &s.blocks[bi].recs[ri]
+		return bi, ri, p.id == id && p.msg != nil
+	}
+	return bi, ri, false
+}
+
+// get returns id's live record, to change in place, or nil. The pointer is
+// valid until the set next changes.
+func (s *pendingSet) get(id uint64) *pending {
+	bi, ri, ok := s.find(id)
+	if !ok {
+		return nil
+	}
+	return &s.writable(bi).recs[ri]
 }
 
 // add puts p in the set; it returns the record p replaced (an ID already
@@ -65,51 +115,84 @@ func (s *pendingSet) get(id uint64) *pending {
 // are appended; anything else is inserted in place.
 func (s *pendingSet) add(p pending) (old pending, replaced bool) {
 	p.id = p.msg.id
-	if n := len(s.recs); n == s.head || s.recs[n-1].id < p.id {
-		if n == cap(s.recs) && n-s.live >= n/4 && n > 0 {
-			s.compact() // reuse finished slots rather than grow
+	n := len(s.blocks)
+	if n == 0 || s.blocks[n-1].recs[len(s.blocks[n-1].recs)-1].id < p.id {
+		if n == 0 || len(s.blocks[n-1].recs) >= blockSize {
+			s.blocks = append(s.blocks, &block{recs: make([]pending, 0, 8), epoch: s.epoch})
+			n++
 		}
-		s.recs = append(s.recs, p)
+		b := s.writable(n - 1)
+		b.recs = append(b.recs, p)
+		b.live++
 		s.live++
 		return pending{}, false
 	}
-	i, ok := slices.BinarySearchFunc(s.recs[s.head:], p.id, func(q pending, id uint64) int { return cmp.Compare(q.id, id) })
-	i += s.head
-	if ok {
-		old = s.recs[i]
-		s.recs[i] = p
-		if old.msg == nil {
-			s.live++
-			return pending{}, false
-		}
-		return old, true
+	bi, ri := s.locate(p.id)
+	if bi == n || (ri == 0 && bi > 0 && s.blocks[bi].recs[0].id != p.id) {
+		bi, ri = bi-1, len(s.blocks[bi-1].recs) // after the previous block's last
 	}
-	s.recs = slices.Insert(s.recs, i, p)
+	b := s.writable(bi)
+	if ri < len(b.recs) && b.recs[ri].id == p.id {
+		old = b.recs[ri]
+		b.recs[ri] = p
+		if old.msg != nil {
+			return old, true
+		}
+	} else {
+		b.recs = slices.Insert(b.recs, ri, p) // may pass blockSize: rare
+	}
+	b.live++
 	s.live++
 	return pending{}, false
 }
 
-// removeAt finishes the live record at index i and returns it.
-func (s *pendingSet) removeAt(i int) pending {
-	p := s.recs[i]
-	s.recs[i].msg = nil
+// removeAt finishes the live record ri of block bi and returns it.
+func (s *pendingSet) removeAt(bi, ri int) pending {
+	b := s.writable(bi)
+	p := b.recs[ri]
+	b.recs[ri].msg = nil
+	b.live--
 	s.live--
-	if i == s.head {
-		s.skipHead()
-	} else if dead := len(s.recs) - s.head - s.live; dead > compactMin && dead > s.live {
-		s.compact()
-	}
+	s.tidy(bi)
 	return p
+}
+
+// tidy drops block bi if all its records are finished, or compacts it if
+// most are; it reports whether bi was dropped. bi must be writable.
+func (s *pendingSet) tidy(bi int) (dropped bool) {
+	b := s.blocks[bi]
+	switch {
+	case b.live == 0:
+		if bi == 0 {
+			s.blocks[0] = nil
+			s.blocks = s.blocks[1:]
+		} else {
+			s.blocks = slices.Delete(s.blocks, bi, bi+1)
+		}
+		if len(s.blocks) == 0 {
+			s.blocks = nil
+		}
+		return true
+	case len(b.recs) >= 64 && b.live < len(b.recs)/4:
+		recs := make([]pending, 0, b.live)
+		for _, p := range b.recs {
+			if p.msg != nil {
+				recs = append(recs, p)
+			}
+		}
+		b.recs = recs
+	}
+	return false
 }
 
 // remove takes id out of the set and returns its record (ok false if it
 // was not held).
 func (s *pendingSet) remove(id uint64) (pending, bool) {
-	i := s.find(id)
-	if i < 0 || s.recs[i].msg == nil {
+	bi, ri, ok := s.find(id)
+	if !ok {
 		return pending{}, false
 	}
-	return s.removeAt(i), true
+	return s.removeAt(bi, ri), true
 }
 
 // removeRange takes every ID in [first, last] out of the set and calls
@@ -118,89 +201,72 @@ func (s *pendingSet) removeRange(first, last uint64, fn func(pending)) {
 	if first > last {
 		return
 	}
-	i, _ := slices.BinarySearchFunc(s.recs[s.head:], first, func(q pending, id uint64) int { return cmp.Compare(q.id, id) })
-	i += s.head
-	for ; i < len(s.recs) && s.recs[i].id <= last; i++ {
-		if s.recs[i].msg == nil {
-			continue
+	bi, ri := s.locate(first)
+	for bi < len(s.blocks) && s.blocks[bi].recs[ri].id <= last {
+		b := s.blocks[bi]
+		changed := false
+		for ; ri < len(b.recs) && b.recs[ri].id <= last; ri++ {
+			if b.recs[ri].msg == nil {
+				continue
+			}
+			if !changed {
+				b, changed = s.writable(bi), true
+			}
+			if fn != nil {
+				fn(b.recs[ri])
+			}
+			b.recs[ri].msg = nil
+			b.live--
+			s.live--
 		}
-		if fn != nil {
-			fn(s.recs[i])
+		if ri < len(b.recs) {
+			if changed {
+				s.tidy(bi)
+			}
+			return // the next record is past last
 		}
-		s.recs[i].msg = nil
-		s.live--
-	}
-	s.skipHead()
-	if dead := len(s.recs) - s.head - s.live; dead > compactMin && dead > s.live {
-		s.compact()
+		if !changed || !s.tidy(bi) {
+			bi++
+		}
+		ri = 0
 	}
 }
 
 // popOldest removes and returns the live record with the lowest ID.
 func (s *pendingSet) popOldest() (pending, bool) {
-	s.skipHead()
-	if s.head == len(s.recs) {
+	if len(s.blocks) == 0 {
 		return pending{}, false
 	}
-	return s.removeAt(s.head), true
-}
-
-// skipHead moves head past finished records; an empty set starts over.
-func (s *pendingSet) skipHead() {
-	for s.head < len(s.recs) && s.recs[s.head].msg == nil {
-		s.recs[s.head] = pending{}
-		s.head++
-	}
-	if s.head == len(s.recs) {
-		s.recs, s.head = s.recs[:0], 0
-	} else if s.head > compactMin && s.head > len(s.recs)/2 {
-		s.compact()
-	}
-}
-
-// compact moves the live records to the front of recs, into a smaller
-// array when most of the present one would stay unused.
-func (s *pendingSet) compact() {
-	n := len(s.recs)
-	dst, inPlace := s.recs[:0], true
-	if cap(s.recs) > 4*compactMin && cap(s.recs) > 4*s.live {
-		dst, inPlace = make([]pending, 0, 2*s.live), false
-	}
-	for _, p := range s.recs[s.head:] { // in place: writes never pass reads
+	for ri, p := range s.blocks[0].recs {
 		if p.msg != nil {
-			dst = append(dst, p)
+			return s.removeAt(0, ri), true
 		}
 	}
-	if inPlace {
-		clear(s.recs[len(dst):n]) // drop the moved and finished records' pointers
-	}
-	s.recs, s.head = dst, 0
+	panic("replication: pendingSet block without a live record")
 }
 
 // all calls fn with each live record in ID order until fn returns false.
+// fn must not change the records.
 func (s *pendingSet) all(fn func(*pending) bool) {
-	for i := s.head; i < len(s.recs); i++ {
-		if s.recs[i].msg != nil && !fn(&s.recs[i]) {
-			return
+	for _, b := range s.blocks {
+		for i := range b.recs {
+			if b.recs[i].msg != nil && !fn(&b.recs[i]) {
+				return
+			}
 		}
 	}
 }
 
-// clear empties the set.
+// clear empties the set (its blocks may be a snapshot's: they are left).
 func (s *pendingSet) clear() {
-	clear(s.recs)
-	s.recs, s.head, s.live = s.recs[:0], 0, 0
+	s.blocks, s.live = nil, 0
 }
 
-// clone returns a copy holding only the live records (a snapshot's).
+// clone returns a copy (a snapshot's) sharing the blocks; from now on
+// each set copies a block before changing it.
 func (s *pendingSet) clone() pendingSet {
-	c := pendingSet{recs: make([]pending, 0, s.live), live: s.live}
-	for _, p := range s.recs[s.head:] {
-		if p.msg != nil {
-			c.recs = append(c.recs, p)
-		}
-	}
-	return c
+	s.epoch = epochs.Add(1)
+	return pendingSet{blocks: slices.Clone(s.blocks), live: s.live, epoch: epochs.Add(1)}
 }
 
 // messages returns the live records as Messages, in ID order.

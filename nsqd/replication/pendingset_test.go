@@ -43,8 +43,16 @@ func TestPendingSetModel(t *testing.T) {
 			t.Fatalf("step %d (%s): ids %v..., want %v...", step, op, got[:min(len(got), 5)], want[:min(len(want), 5)])
 		}
 	}
-	var snap pendingSet
-	var snapIDs []uint64
+	type snapshot struct {
+		set  pendingSet
+		want []pending // id and attempts as they were
+	}
+	var snaps []snapshot
+	records := func(s *pendingSet) []pending {
+		var out []pending
+		s.all(func(p *pending) bool { out = append(out, pending{id: p.id, attempts: p.attempts}); return true })
+		return out
+	}
 	var lowFin uint64 // consumers finish roughly from here
 	for step := range 20000 {
 		op := ""
@@ -111,20 +119,19 @@ func TestPendingSetModel(t *testing.T) {
 			}
 		default:
 			op = "noop"
-			if step > 10000 && snapIDs == nil {
-				snap = s.clone()
-				snapIDs = slices.Sorted(maps.Keys(model))
-			}
+		}
+		if step%1500 == 0 {
+			snaps = append(snaps, snapshot{s.clone(), records(&s)})
 		}
 		if step%97 == 0 || step > 19800 {
 			check(step, op)
 		}
 	}
 	check(-1, "end")
-	var got []uint64
-	snap.all(func(p *pending) bool { got = append(got, p.id); return true })
-	if len(snapIDs) == 0 || !slices.Equal(got, snapIDs) {
-		t.Errorf("clone changed after the set did: %d ids, want %d", len(got), len(snapIDs))
+	for i, sn := range snaps {
+		if got := records(&sn.set); !slices.Equal(got, sn.want) || sn.set.len() != len(sn.want) {
+			t.Errorf("clone %d changed after the set did: %d records (len %d), want %d", i, len(got), sn.set.len(), len(sn.want))
+		}
 	}
 	s.clear()
 	if _, ok := s.popOldest(); ok || s.len() != 0 {
@@ -148,16 +155,16 @@ func TestPendingSetCompacts(t *testing.T) {
 	if s.len() != 1000 {
 		t.Fatalf("len %d, want 1000", s.len())
 	}
-	if c := cap(s.recs); c > 8*1000+4*compactMin {
-		t.Errorf("cap %d for 1000 unfinished records: tombstones not compacted", c)
+	if c := s.held(); c > 8*1000+4*blockSize {
+		t.Errorf("%d records held for 1000 unfinished: tombstones not compacted", c)
 	}
 	for range 1000 {
 		if _, ok := s.popOldest(); !ok {
 			t.Fatal("popOldest: empty too early")
 		}
 	}
-	if s.len() != 0 || len(s.recs) != 0 {
-		t.Errorf("after popping everything: len %d, %d records", s.len(), len(s.recs))
+	if s.len() != 0 || s.held() != 0 {
+		t.Errorf("after popping everything: len %d, %d records", s.len(), s.held())
 	}
 
 	// Finishes behind a stuck first message, with no appends to compact
@@ -174,7 +181,17 @@ func TestPendingSetCompacts(t *testing.T) {
 	if got := s.messages(); len(got) != 2 || got[0].ID != 1 || got[1].ID != 20000 {
 		t.Fatalf("left %v, want messages 1 and 20000", got)
 	}
-	if c := cap(s.recs); c > 4*compactMin {
-		t.Errorf("cap %d for 2 unfinished records: not shrunk", c)
+	if c := s.held(); c > 2*blockSize {
+		t.Errorf("%d records held for 2 unfinished: not shrunk", c)
 	}
+}
+
+// held counts the records the set's blocks have room for, tombstones
+// included.
+func (s *pendingSet) held() int {
+	n := 0
+	for _, b := range s.blocks {
+		n += cap(b.recs)
+	}
+	return n
 }

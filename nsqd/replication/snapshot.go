@@ -384,7 +384,7 @@ func messagesInOrder(s *state, backlogs map[string][]*pending) []*message {
 		}
 		for _, c := range t.channels {
 			if c.msgs.len() > 0 {
-				h = append(h, &cursor{set: c.msgs.recs[c.msgs.head:]})
+				h = append(h, &cursor{blocks: c.msgs.blocks})
 				total += c.msgs.len()
 			}
 		}
@@ -412,12 +412,19 @@ func messagesInOrder(s *state, backlogs map[string][]*pending) []*message {
 // cursor walks one backlog or one channel's records (skipping tombstones).
 type cursor struct {
 	backlog []*pending
-	set     []pending
+	blocks  []*block  // the channel's blocks after set's
+	set     []pending // what is left of the current block
 }
 
 func (c *cursor) skip() {
-	for len(c.set) > 0 && c.set[0].msg == nil {
-		c.set = c.set[1:]
+	for {
+		for len(c.set) > 0 && c.set[0].msg == nil {
+			c.set = c.set[1:]
+		}
+		if len(c.set) > 0 || len(c.blocks) == 0 {
+			return
+		}
+		c.set, c.blocks = c.blocks[0].recs, c.blocks[1:]
 	}
 }
 
