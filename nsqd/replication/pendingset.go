@@ -41,6 +41,7 @@ type pendingSet struct {
 	blocks []*block // ascending IDs; every block holds a live record
 	live   int      // live records of all blocks
 	epoch  uint64   // blocks with another epoch are shared: copy before changing
+	spare  *block   // the last block dropped, emptied, for the next append
 }
 
 type block struct {
@@ -118,7 +119,13 @@ func (s *pendingSet) add(p pending) (old pending, replaced bool) {
 	n := len(s.blocks)
 	if n == 0 || s.blocks[n-1].recs[len(s.blocks[n-1].recs)-1].id < p.id {
 		if n == 0 || len(s.blocks[n-1].recs) >= blockSize {
-			s.blocks = append(s.blocks, &block{recs: make([]pending, 0, 8), epoch: s.epoch})
+			b := s.spare // in no snapshot: it was no block when cloned
+			if b != nil {
+				s.spare, b.epoch = nil, s.epoch
+			} else {
+				b = &block{recs: make([]pending, 0, 8), epoch: s.epoch}
+			}
+			s.blocks = append(s.blocks, b)
 			n++
 		}
 		b := s.writable(n - 1)
@@ -163,6 +170,11 @@ func (s *pendingSet) tidy(bi int) (dropped bool) {
 	b := s.blocks[bi]
 	switch {
 	case b.live == 0:
+		// Written in this epoch, b is no snapshot's: reuse it (a
+		// channel that keeps up empties and refills one block).
+		clear(b.recs)
+		b.recs = b.recs[:0]
+		s.spare = b
 		if bi == 0 {
 			s.blocks[0] = nil
 			s.blocks = s.blocks[1:]
