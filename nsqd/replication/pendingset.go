@@ -129,6 +129,13 @@ func (s *pendingSet) add(p pending) (old pending, replaced bool) {
 			n++
 		}
 		b := s.writable(n - 1)
+		if len(b.recs) == cap(b.recs) {
+			// Doubling up to blockSize records (32 KiB, a size class):
+			// append's own growth would leave a full block ~20% unused.
+			recs := make([]pending, len(b.recs), min(blockSize, 2*cap(b.recs)))
+			copy(recs, b.recs)
+			b.recs = recs
+		}
 		b.recs = append(b.recs, p)
 		b.live++
 		s.live++
