@@ -9,8 +9,10 @@
 // topic and channel, the messages not yet finished, with their attempts and
 // deliver-at times, its limit overrides (limits.go: the FSM enforces
 // max_depth, max_bytes and drop-oldest, and publishes dead letters) and the
-// origins of the dead letters it received. nsqd's in-memory channels on the leader are a dispatch
-// cache of that state; a follower's are empty.
+// origins of the dead letters it received. A channel's messages are a
+// pendingSet (pendingset.go): ID-ordered records in copy-on-write blocks,
+// so a snapshot shares them. nsqd's in-memory channels on the leader are a
+// dispatch cache of that state; a follower's are empty.
 //
 // docs/replication.md explains the design: granularity, log entries, where
 // channel state lives, the failover window and what is and is not promised.

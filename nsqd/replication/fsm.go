@@ -1,7 +1,6 @@
 package replication
 
 import (
-	"cmp"
 	"io"
 	"log/slog"
 	"maps"
@@ -75,12 +74,6 @@ type LimitDispatcher interface {
 	DeadLettered(topic string, origins []Origin)
 }
 
-type pending struct {
-	msg       *message
-	deliverAt int64
-	attempts  uint16
-}
-
 type message struct {
 	id        uint64
 	timestamp int64
@@ -89,18 +82,13 @@ type message struct {
 
 type channelState struct {
 	paused bool
-	msgs   map[uint64]*pending
-	config string // overrides as nsqd's JSON (OpConfig)
+	msgs   pendingSet // unfinished, in ID order
+	config string     // overrides as nsqd's JSON (OpConfig)
 
 	// Derived, rebuilt by refreshLimits after a restore: the limits in
-	// force, the body bytes of msgs (while max_bytes is set) and, while
-	// drop-oldest bounds the channel, the IDs of msgs in the order they
-	// came (ascending: a channel only ever gets messages newer than those
-	// it holds), with finished IDs skipped lazily from head.
+	// force and the body bytes of msgs (while max_bytes is set).
 	lim   limits
 	bytes int64
-	order []uint64
-	head  int
 }
 
 type topicState struct {
@@ -216,73 +204,46 @@ func (f *FSM) topic(name string) *topicState {
 
 // add puts p in the channel. bytes is kept only while max_bytes bounds the
 // channel (refreshLimits recounts it when that changes).
-func (c *channelState) add(p *pending) {
-	c.msgs[p.msg.id] = p
+func (c *channelState) add(p pending) {
+	old, replaced := c.msgs.add(p)
 	if c.lim.maxBytes > 0 {
 		c.bytes += int64(len(p.msg.body))
-	}
-	if c.order != nil {
-		c.order = append(c.order, p.msg.id)
-		if live := len(c.order) - c.head; live > 1024 && live > 2*len(c.msgs) {
-			c.compactOrder()
+		if replaced {
+			c.bytes -= int64(len(old.msg.body))
 		}
 	}
 }
 
-// remove takes id out of the channel and returns it (nil if absent).
-func (c *channelState) remove(id uint64) *pending {
-	p := c.msgs[id]
-	if p != nil {
-		delete(c.msgs, id)
-		if c.lim.maxBytes > 0 {
-			c.bytes -= int64(len(p.msg.body))
-		}
+// remove takes id out of the channel and returns it (ok false if absent).
+func (c *channelState) remove(id uint64) (pending, bool) {
+	p, ok := c.msgs.remove(id)
+	if ok && c.lim.maxBytes > 0 {
+		c.bytes -= int64(len(p.msg.body))
 	}
-	return p
+	return p, ok
 }
 
-// finish takes id out of the channel (a FIN).
-func (c *channelState) finish(id uint64) {
+// finish takes the IDs of r out of the channel (a FIN).
+func (c *channelState) finish(r Range) {
 	if c.lim.maxBytes > 0 {
-		c.remove(id)
+		c.msgs.removeRange(r.First, r.Last, func(p pending) { c.bytes -= int64(len(p.msg.body)) })
 		return
 	}
-	delete(c.msgs, id)
+	c.msgs.removeRange(r.First, r.Last, nil)
 }
 
 func (c *channelState) clear() {
-	clear(c.msgs)
+	c.msgs.clear()
 	c.bytes = 0
-	if c.order != nil {
-		c.order, c.head = c.order[:0], 0 // still non-nil
-	}
-}
-
-// compactOrder drops the finished IDs from order.
-func (c *channelState) compactOrder() {
-	k := 0
-	for _, id := range c.order[c.head:] {
-		if c.msgs[id] != nil {
-			c.order[k] = id
-			k++
-		}
-	}
-	c.order, c.head = c.order[:k], 0
 }
 
 // popOldest removes the unfinished message with the lowest ID.
-func (c *channelState) popOldest() *pending {
-	for c.head < len(c.order) {
-		id := c.order[c.head]
-		c.head++
-		if p := c.remove(id); p != nil {
-			if c.head > 1024 && c.head > len(c.order)/2 {
-				c.compactOrder()
-			}
-			return p
-		}
+func (c *channelState) popOldest() (pending, bool) {
+	p, ok := c.msgs.popOldest()
+	if ok && c.lim.maxBytes > 0 {
+		c.bytes -= int64(len(p.msg.body))
 	}
-	return nil
+	return p, ok
 }
 
 // refreshLimits recomputes the limits of t and its channels (name is t's)
@@ -301,17 +262,10 @@ func (f *FSM) refreshLimits(name string, t *topicState) {
 		t.limited = t.limited || c.lim.bounded()
 		c.bytes = 0
 		if c.lim.maxBytes > 0 {
-			for _, p := range c.msgs {
+			c.msgs.all(func(p *pending) bool {
 				c.bytes += int64(len(p.msg.body))
-			}
-		}
-		switch {
-		case !c.lim.drops():
-			c.order, c.head = nil, 0
-		case c.order == nil: // non-nil from now on: add appends to it
-			c.order = slices.AppendSeq(make([]uint64, 0, len(c.msgs)+8), maps.Keys(c.msgs))
-			slices.Sort(c.order)
-			c.head = 0
+				return true
+			})
 		}
 	}
 }
@@ -340,7 +294,7 @@ func admit(name string, t *topicState, n, size int64) *FullError {
 		if !c.lim.rejects() || (full != nil && cname > full.Channel) {
 			continue
 		}
-		if err := checkFits(c.lim, int64(len(c.msgs)), c.bytes, n, size); err != nil {
+		if err := checkFits(c.lim, int64(c.msgs.len()), c.bytes, n, size); err != nil {
 			err.Topic, err.Channel = name, cname
 			full = err
 		}
@@ -376,15 +330,13 @@ func (f *FSM) applyPublish(p *Publish) applyResult {
 func (f *FSM) put(name string, t *topicState, msgs []message, deliverAt, now int64, deadLetter bool) {
 	if t.paused || len(t.channels) == 0 {
 		for i := range msgs {
-			t.backlog = append(t.backlog, &pending{msg: &msgs[i], deliverAt: deliverAt})
+			t.backlog = append(t.backlog, &pending{id: msgs[i].id, msg: &msgs[i], deliverAt: deliverAt})
 			t.bytes += int64(len(msgs[i].body))
 		}
 	} else {
 		for _, c := range t.channels {
-			ps := make([]pending, len(msgs)) // one allocation per channel
 			for i := range msgs {
-				ps[i] = pending{msg: &msgs[i], deliverAt: deliverAt}
-				c.add(&ps[i])
+				c.add(pending{msg: &msgs[i], deliverAt: deliverAt})
 			}
 		}
 	}
@@ -432,10 +384,10 @@ func (f *FSM) dropBacklog(t *topicState) {
 // dropOldest removes a channel's oldest messages until it fits its limits
 // and dead-letters them when the channel says so.
 func (f *FSM) dropOldest(topic, name string, c *channelState, now int64, deadLetter bool) {
-	var dropped []*pending
-	for (c.lim.maxDepth > 0 && int64(len(c.msgs)) > c.lim.maxDepth) || (c.lim.maxBytes > 0 && c.bytes > c.lim.maxBytes) {
-		p := c.popOldest()
-		if p == nil {
+	var dropped []pending
+	for (c.lim.maxDepth > 0 && int64(c.msgs.len()) > c.lim.maxDepth) || (c.lim.maxBytes > 0 && c.bytes > c.lim.maxBytes) {
+		p, ok := c.popOldest()
+		if !ok {
 			break
 		}
 		dropped = append(dropped, p)
@@ -464,7 +416,7 @@ func (f *FSM) dropOldest(topic, name string, c *channelState, now int64, deadLet
 // dead-letter topic with new IDs and their origins. The dead-letter topic
 // takes them whatever its limits (its own drop-oldest still applies): a
 // dead letter is never refused back into its source.
-func (f *FSM) deadLetter(topic, channel string, l limits, msgs []*pending, why []Dead, now int64) {
+func (f *FSM) deadLetter(topic, channel string, l limits, msgs []pending, why []Dead, now int64) {
 	name := l.deadLetterTopic
 	dt := f.topic(name)
 	first := f.s.lastID + 1
@@ -526,8 +478,7 @@ func flushBacklog(t *topicState) {
 	}
 	for _, c := range t.channels {
 		for _, p := range t.backlog {
-			cp := *p
-			c.add(&cp)
+			c.add(*p)
 		}
 	}
 	t.backlog = nil
@@ -555,7 +506,7 @@ func (f *FSM) applyMeta(m *Meta) {
 	case OpCreateChannel:
 		t = f.topic(m.Topic)
 		if t.channels[m.Channel] == nil {
-			t.channels[m.Channel] = &channelState{msgs: make(map[uint64]*pending)}
+			t.channels[m.Channel] = &channelState{}
 			f.refreshLimits(m.Topic, t)
 			flushBacklog(t)
 		}
@@ -613,32 +564,17 @@ func (f *FSM) applyProgress(p *Progress) {
 		return
 	}
 	for _, r := range p.Finished {
-		if r.Last-r.First >= uint64(len(c.msgs)) {
-			for id := range c.msgs {
-				if id >= r.First && id <= r.Last {
-					c.finish(id)
-				}
-			}
-			continue
-		}
-		for id := r.First; ; id++ {
-			c.finish(id)
-			if id == r.Last {
-				break
-			}
-		}
+		c.finish(r)
 	}
 	for _, rq := range p.Requeued {
-		if m := c.msgs[rq.ID]; m != nil {
-			cp := *m // copy on write: a snapshot may share m
-			cp.deliverAt, cp.attempts = rq.DeliverAt, rq.Attempts
-			c.msgs[rq.ID] = &cp
+		if m := c.msgs.get(rq.ID); m != nil { // in place: a snapshot has its own copy
+			m.deliverAt, m.attempts = rq.DeliverAt, rq.Attempts
 		}
 	}
-	var dead []*pending
+	var dead []pending
 	var why []Dead
 	for _, d := range p.Dead {
-		if m := c.remove(d.ID); m != nil {
+		if m, ok := c.remove(d.ID); ok {
 			dead = append(dead, m)
 			why = append(why, d)
 		}
@@ -708,19 +644,13 @@ func (f *FSM) viewLocked(withMessages bool) []TopicView {
 			c := t.channels[cname]
 			cv := ChannelView{Name: cname, Paused: c.paused, Config: c.config}
 			if withMessages {
-				cv.Messages = messagesOf(sortedPending(c.msgs))
+				cv.Messages = c.msgs.messages()
 			}
 			tv.Channels = append(tv.Channels, cv)
 		}
 		out = append(out, tv)
 	}
 	return out
-}
-
-func sortedPending(m map[uint64]*pending) []*pending {
-	ps := slices.Collect(maps.Values(m))
-	slices.SortFunc(ps, func(a, b *pending) int { return cmp.Compare(a.msg.id, b.msg.id) })
-	return ps
 }
 
 func messagesOf(ps []*pending) []Message {
@@ -762,19 +692,19 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	return nil
 }
 
-// clone copies the state's maps and slices for a snapshot. The pending
-// records themselves are shared: once a *pending is in a channel's map or a
-// backlog it is never modified (applyProgress replaces it), so sharing is
-// safe and cloning a channel is one map copy rather than one allocation per
-// message (a backlog of 1,000,000 messages held the FSM lock, and so every
-// publish, for 0.8 s while it was copied message by message).
+// clone copies the state's maps and slices for a snapshot. A channel's
+// pending records are values, copied as one array of the live ones (no
+// allocation per message: a backlog of 1,000,000 messages once held the FSM
+// lock, and so every publish, for 0.8 s while it was copied message by
+// message); messages and bodies are shared, never modified. A topic's
+// backlog holds *pending that are never modified once added.
 func (s *state) clone() *state {
 	c := &state{index: s.index, lastID: s.lastID, topics: make(map[string]*topicState, len(s.topics)), leaders: maps.Clone(s.leaders), defaults: s.defaults}
 	for name, t := range s.topics {
 		ct := &topicState{paused: t.paused, backlog: slices.Clone(t.backlog), channels: make(map[string]*channelState, len(t.channels)),
 			config: t.config, origins: slices.Clone(t.origins)}
 		for cname, ch := range t.channels {
-			ct.channels[cname] = &channelState{paused: ch.paused, msgs: maps.Clone(ch.msgs), config: ch.config}
+			ct.channels[cname] = &channelState{paused: ch.paused, msgs: ch.msgs.clone(), config: ch.config}
 		}
 		c.topics[name] = ct
 	}

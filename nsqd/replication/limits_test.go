@@ -231,7 +231,7 @@ func TestReadStateVersion1(t *testing.T) {
 		t.Fatalf("readState(version 1): %v", err)
 	}
 	c := s.topics["t"].channels["c"]
-	if !s.topics["t"].paused || c.msgs[1] == nil || c.msgs[1].attempts != 2 || string(c.msgs[1].msg.body) != "hi" || s.defaults != "" || c.config != "" {
+	if m := c.msgs.get(1); !s.topics["t"].paused || m == nil || m.attempts != 2 || string(m.msg.body) != "hi" || s.defaults != "" || c.config != "" {
 		t.Errorf("version 1 state read as %+v / %+v", s.topics["t"], c)
 	}
 }

@@ -3,6 +3,7 @@ package replication
 import (
 	"bufio"
 	"cmp"
+	"container/heap"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -56,13 +57,25 @@ func (w *snapWriter) str(s string) {
 	w.w.WriteString(s)
 }
 
+func (w *snapWriter) ref(p *pending) {
+	w.uv(p.msg.id)
+	w.i64(p.deliverAt)
+	w.uv(uint64(p.attempts))
+}
+
 func (w *snapWriter) refs(ps []*pending) {
 	w.uv(uint64(len(ps)))
 	for _, p := range ps {
-		w.uv(p.msg.id)
-		w.i64(p.deliverAt)
-		w.uv(uint64(p.attempts))
+		w.ref(p)
 	}
+}
+
+func (w *snapWriter) refSet(s *pendingSet) {
+	w.uv(uint64(s.len()))
+	s.all(func(p *pending) bool {
+		w.ref(p)
+		return true
+	})
 }
 
 func flags(paused bool) byte {
@@ -84,21 +97,14 @@ func writeState(out io.Writer, s *state) error {
 		w.str(s.leaders[id])
 	}
 	w.str(s.defaults)
-	bodies := make(map[uint64]*message)
-	for _, t := range s.topics {
-		for _, p := range t.backlog {
-			bodies[p.msg.id] = p.msg
-		}
-		for _, c := range t.channels {
-			for _, p := range c.msgs {
-				bodies[p.msg.id] = p.msg
-			}
-		}
+	backlogs := make(map[string][]*pending, len(s.topics))
+	for name, t := range s.topics {
+		backlogs[name] = sortedBacklog(t.backlog)
 	}
+	bodies := messagesInOrder(s, backlogs)
 	w.uv(uint64(len(bodies)))
-	for _, id := range slices.Sorted(maps.Keys(bodies)) {
-		m := bodies[id]
-		w.uv(id)
+	for _, m := range bodies {
+		w.uv(m.id)
 		w.i64(m.timestamp)
 		w.uv(uint64(len(m.body)))
 		w.w.Write(m.body)
@@ -109,9 +115,7 @@ func writeState(out io.Writer, s *state) error {
 		w.str(name)
 		w.w.WriteByte(flags(t.paused))
 		w.str(t.config)
-		backlog := slices.Clone(t.backlog)
-		slices.SortFunc(backlog, func(a, b *pending) int { return cmp.Compare(a.msg.id, b.msg.id) })
-		w.refs(backlog)
+		w.refs(backlogs[name])
 		w.uv(uint64(len(t.origins)))
 		for _, o := range t.origins {
 			w.uv(o.ID)
@@ -129,7 +133,7 @@ func writeState(out io.Writer, s *state) error {
 			w.str(cname)
 			w.w.WriteByte(flags(c.paused))
 			w.str(c.config)
-			w.refs(sortedPending(c.msgs))
+			w.refSet(&c.msgs)
 		}
 	}
 	return w.w.Flush()
@@ -198,21 +202,20 @@ func (r *snapReader) str() string {
 // a forged count costs at most a failed read.
 func (r *snapReader) count() uint64 { return r.uv() }
 
-func (r *snapReader) refs(bodies map[uint64]*message) []*pending {
+// refs reads a list of references to bodies; each gives a record to fn.
+func (r *snapReader) refs(bodies *bodyIndex, fn func(pending)) {
 	n := r.count()
-	var out []*pending
 	for i := uint64(0); i < n && r.err == nil; i++ {
 		id, deliverAt, attempts := r.uv(), r.i64(), r.uv()
-		m := bodies[id]
+		m := bodies.get(id)
 		if r.err == nil && (m == nil || attempts > 0xffff) {
 			r.fail(fmt.Errorf("reference to message %d (attempts %d)", id, attempts))
 		}
 		if r.err != nil {
-			return nil
+			return
 		}
-		out = append(out, &pending{msg: m, deliverAt: deliverAt, attempts: uint16(attempts)})
+		fn(pending{id: id, msg: m, deliverAt: deliverAt, attempts: uint16(attempts)})
 	}
-	return out
 }
 
 func readState(in io.Reader) (*state, error) {
@@ -233,26 +236,45 @@ func readState(in io.Reader) (*state, error) {
 	if version >= 2 {
 		s.defaults = r.str()
 	}
-	bodies := make(map[uint64]*message)
+	bodies := &bodyIndex{}
+	var slab []message // messages are allocated slabBatch at a time
+	var arena []byte   // small bodies are cut from arenaSize blocks
 	for n := r.count(); n > 0 && r.err == nil; n-- {
-		m := &message{id: r.uv(), timestamp: r.i64()}
+		if len(slab) == cap(slab) {
+			slab = make([]message, 0, slabBatch)
+		}
+		slab = append(slab, message{id: r.uv(), timestamp: r.i64()})
+		m := &slab[len(slab)-1]
 		size := r.uv()
 		if size > maxSnapBody {
 			r.fail(fmt.Errorf("body of %d bytes", size))
 			break
 		}
-		// Read, not allocate, size bytes: a forged size costs only
-		// what the input really holds.
-		body, err := io.ReadAll(io.LimitReader(r.r, int64(size)))
-		if err == nil && uint64(len(body)) != size {
-			err = io.ErrUnexpectedEOF
+		var body []byte
+		var err error
+		if size <= maxArenaBody {
+			// Small: at most maxArenaBody bytes allocated ahead of
+			// what the input really holds.
+			if uint64(cap(arena)-len(arena)) < size {
+				arena = make([]byte, 0, arenaSize)
+			}
+			body = arena[len(arena) : len(arena)+int(size) : len(arena)+int(size)]
+			arena = arena[:len(arena)+int(size)]
+			_, err = io.ReadFull(r.r, body)
+		} else {
+			// Read, not allocate, size bytes: a forged size costs only
+			// what the input really holds.
+			body, err = io.ReadAll(io.LimitReader(r.r, int64(size)))
+			if err == nil && uint64(len(body)) != size {
+				err = io.ErrUnexpectedEOF
+			}
 		}
 		if err != nil {
 			r.fail(err)
 			break
 		}
 		m.body = body
-		bodies[m.id] = m
+		bodies.add(m)
 	}
 	for n := r.count(); n > 0 && r.err == nil; n-- {
 		name := r.str()
@@ -260,7 +282,7 @@ func readState(in io.Reader) (*state, error) {
 		if version >= 2 {
 			t.config = r.str()
 		}
-		t.backlog = r.refs(bodies)
+		r.refs(bodies, func(p pending) { t.backlog = append(t.backlog, &p) })
 		if version >= 2 {
 			for no := r.count(); no > 0 && r.err == nil; no-- {
 				o := Origin{ID: r.uv(), Topic: r.str(), Channel: r.str(), OriginalID: r.uv(), OriginalTimestamp: r.i64()}
@@ -276,13 +298,11 @@ func readState(in io.Reader) (*state, error) {
 		}
 		for nc := r.count(); nc > 0 && r.err == nil; nc-- {
 			cname := r.str()
-			c := &channelState{paused: r.byte1()&1 != 0, msgs: make(map[uint64]*pending)}
+			c := &channelState{paused: r.byte1()&1 != 0}
 			if version >= 2 {
 				c.config = r.str()
 			}
-			for _, p := range r.refs(bodies) {
-				c.msgs[p.msg.id] = p
-			}
+			r.refs(bodies, func(p pending) { c.msgs.add(p) }) // in ID order: appends
 			t.channels[cname] = c
 		}
 		s.topics[name] = t
@@ -291,4 +311,150 @@ func readState(in io.Reader) (*state, error) {
 		return nil, r.err
 	}
 	return s, nil
+}
+
+const (
+	slabBatch    = 256      // messages per allocation when restoring
+	arenaSize    = 64 << 10 // bytes per block of small bodies when restoring
+	maxArenaBody = 4 << 10  // larger bodies get their own allocation
+)
+
+// bodyIndex finds a snapshot's messages by ID while it is read. They are
+// written in ID order, so it is a sorted slice and the references, also in
+// ID order, are found by walking it; a map takes over should a snapshot
+// list them out of order (the format does not require the order).
+type bodyIndex struct {
+	sorted []*message
+	next   int // where the next reference is expected
+	byID   map[uint64]*message
+}
+
+func (b *bodyIndex) add(m *message) {
+	if b.byID == nil && (len(b.sorted) == 0 || b.sorted[len(b.sorted)-1].id < m.id) {
+		b.sorted = append(b.sorted, m)
+		return
+	}
+	if b.byID == nil {
+		b.byID = make(map[uint64]*message, len(b.sorted)+1)
+		for _, m := range b.sorted {
+			b.byID[m.id] = m
+		}
+		b.sorted = nil
+	}
+	b.byID[m.id] = m // a repeated ID: the last one, as before
+}
+
+func (b *bodyIndex) get(id uint64) *message {
+	if b.byID != nil {
+		return b.byID[id]
+	}
+	if b.next < len(b.sorted) && b.sorted[b.next].id == id {
+		b.next++
+		return b.sorted[b.next-1]
+	}
+	i, ok := slices.BinarySearchFunc(b.sorted, id, func(m *message, id uint64) int { return cmp.Compare(m.id, id) })
+	if !ok {
+		return nil
+	}
+	b.next = i + 1
+	return b.sorted[i]
+}
+
+// sortedBacklog returns the backlog in ID order (it is kept so; a snapshot
+// does not rely on it).
+func sortedBacklog(ps []*pending) []*pending {
+	if slices.IsSortedFunc(ps, func(a, b *pending) int { return cmp.Compare(a.msg.id, b.msg.id) }) {
+		return ps
+	}
+	ps = slices.Clone(ps)
+	slices.SortFunc(ps, func(a, b *pending) int { return cmp.Compare(a.msg.id, b.msg.id) })
+	return ps
+}
+
+// messagesInOrder returns every message s holds, once, in ID order: a
+// merge of the channels' sets and the topics' backlogs (each in ID order),
+// rather than a map of every ID and a sort.
+func messagesInOrder(s *state, backlogs map[string][]*pending) []*message {
+	var h cursorHeap
+	total := 0
+	for name, t := range s.topics {
+		if b := backlogs[name]; len(b) > 0 {
+			h = append(h, &cursor{backlog: b})
+			total += len(b)
+		}
+		for _, c := range t.channels {
+			if c.msgs.len() > 0 {
+				h = append(h, &cursor{blocks: c.msgs.blocks})
+				total += c.msgs.len()
+			}
+		}
+	}
+	out := make([]*message, 0, min(total, 1<<20))
+	for i := range h {
+		h[i].skip()
+	}
+	heap.Init(&h)
+	for len(h) > 0 {
+		c := h[0]
+		m := c.msg()
+		if len(out) == 0 || out[len(out)-1].id != m.id {
+			out = append(out, m)
+		}
+		if c.advance() {
+			heap.Fix(&h, 0)
+		} else {
+			heap.Pop(&h)
+		}
+	}
+	return out
+}
+
+// cursor walks one backlog or one channel's records (skipping tombstones).
+type cursor struct {
+	backlog []*pending
+	blocks  []*block  // the channel's blocks after set's
+	set     []pending // what is left of the current block
+}
+
+func (c *cursor) skip() {
+	for {
+		for len(c.set) > 0 && c.set[0].msg == nil {
+			c.set = c.set[1:]
+		}
+		if len(c.set) > 0 || len(c.blocks) == 0 {
+			return
+		}
+		c.set, c.blocks = c.blocks[0].recs, c.blocks[1:]
+	}
+}
+
+func (c *cursor) msg() *message {
+	if c.backlog != nil {
+		return c.backlog[0].msg
+	}
+	return c.set[0].msg
+}
+
+// advance moves to the next record; false when there is none.
+func (c *cursor) advance() bool {
+	if c.backlog != nil {
+		c.backlog = c.backlog[1:]
+		return len(c.backlog) > 0
+	}
+	c.set = c.set[1:]
+	c.skip()
+	return len(c.set) > 0
+}
+
+type cursorHeap []*cursor
+
+func (h cursorHeap) Len() int           { return len(h) }
+func (h cursorHeap) Less(i, j int) bool { return h[i].msg().id < h[j].msg().id }
+func (h cursorHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *cursorHeap) Push(x any)        { *h = append(*h, x.(*cursor)) }
+func (h *cursorHeap) Pop() any {
+	old := *h
+	c := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return c
 }
