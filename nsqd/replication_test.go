@@ -1,14 +1,18 @@
 package nsqd
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -79,9 +83,74 @@ func startReplicaSetWith(t *testing.T, size int, set func(o *Options)) []*replic
 	return rs
 }
 
+// start runs the replica and waits until it has joined the set. Run opens
+// the raft log before it serves: on a restart that reads the last log
+// segment whole (64 MiB preallocated), which under -race on a busy machine
+// has taken 14 s, so the wait is long and callers' own deadlines (an
+// election, say) start after it.
+//
+// Between a stop and a start another process may take one of the
+// replica's ports (any outgoing connection's local port comes from the
+// same range): the TCP and HTTP ports may change across a restart (a
+// leader records its addresses in the log), so start takes new ones; the
+// raft address is the set's and is tried again until it is free.
 func (r *replica) start() {
 	r.t.Helper()
-	r.n, r.stop = runNSQD(r.t, r.opts)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		err := r.run(deadline)
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) || time.Now().After(deadline) {
+			r.t.Fatalf("replica %d: %v", r.opts.ID, err)
+		}
+		r.t.Logf("replica %d: %v; trying again", r.opts.ID, err)
+		if errors.Is(err, errClientPortTaken) {
+			r.opts.TCPAddress, r.opts.HTTPAddress = freeLoopbackAddr(r.t), freeLoopbackAddr(r.t)
+		} else {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+}
+
+var errClientPortTaken = errors.New("client port taken")
+
+// run starts the replica once and waits until it has joined the set (nil)
+// or Run has ended, or until deadline.
+func (r *replica) run(deadline time.Time) error {
+	n, err := New(r.opts)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("%w: New: %w", errClientPortTaken, err)
+	}
+	if err != nil {
+		return fmt.Errorf("New: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	for n.repl.Load() == nil {
+		select {
+		case err := <-done:
+			cancel()
+			return fmt.Errorf("Run ended before the replica joined the set: %w", err)
+		case <-time.After(5 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			<-done
+			return errors.New("not joined the set within 60s")
+		}
+	}
+	r.n = n
+	r.stop = sync.OnceFunc(func() {
+		cancel()
+		if err := <-done; err != nil {
+			r.t.Errorf("replica %d: Run: %v", r.opts.ID, err)
+		}
+	})
+	r.t.Cleanup(r.stop)
+	return nil
 }
 
 func (r *replica) leads() bool {
