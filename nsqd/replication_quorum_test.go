@@ -66,8 +66,8 @@ func TestReplicationLeaderLosesQuorum(t *testing.T) {
 	}
 	pc := dialRaw(t, l.n)
 	pc.send("PUB q", []byte("refused"))
-	// The entry waits for a quorum until the leader steps down (its lease,
-	// 500 ms), then for a new leader up to the apply timeout (5 s).
+	// The entry waits for a quorum until the leader steps down (its lease
+	// runs out), then for a new leader up to the apply timeout (5 s).
 	ft, data, err := pc.nextFrame(time.Now().Add(15 * time.Second))
 	if err != nil {
 		t.Fatalf("PUB on a leader without followers: %v", err)

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/nsqclone/nsq/internal/nsqlog"
 	"github.com/nsqclone/nsq/nsqd/replication"
 )
@@ -37,6 +39,16 @@ func freeLoopbackAddr(t *testing.T) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
+}
+
+// testRaft keeps raft's 1 s heartbeat and election timeouts (failovers take
+// as long as in production) but gives the leader's lease the same second
+// rather than 500 ms: the three replicas of a test share one process, and
+// after a stall of the whole process (a busy machine, -race) the leader's
+// next lease check finds no recent contact and it steps down, failing
+// the publishes in flight ("leadership lost while committing log").
+func testRaft(c *raft.Config) {
+	c.LeaderLeaseTimeout = c.HeartbeatTimeout
 }
 
 // startReplicaSet runs size daemons as one replica set on loopback.
@@ -70,6 +82,7 @@ func startReplicaSetWith(t *testing.T, size int, set func(o *Options)) []*replic
 		o.ID = int64(i + 1)
 		o.Logger = nsqlog.New(testWriter{t}, fmt.Sprintf("[nsqd%d] ", i+1), nsqlog.Info.Slog())
 		o.ReplicationAddress = free(t)
+		o.raftTune = testRaft
 		if set != nil {
 			set(o)
 		}
@@ -157,19 +170,40 @@ func (r *replica) leads() bool {
 	return r.n != nil && r.n.repl.Load() != nil && r.n.repl.Load().node.IsLeader()
 }
 
-// leaderOf waits for one of the running replicas to lead and dispatch.
+// leaderOf waits for one of the running replicas to lead and dispatch, and
+// for every running replica to follow it in its term with its addresses
+// applied (so that a follower forwards at once): a candidate still
+// campaigning from the first election could otherwise depose it while the
+// test publishes.
 func leaderOf(t *testing.T, rs []*replica) *replica {
 	t.Helper()
 	var l *replica
 	eventually(t, 15*time.Second, func() bool {
+		l = nil
 		for _, r := range rs {
 			if r.n != nil && r.leads() {
 				l = r
-				return true
 			}
 		}
-		return false
-	}, "a replica leads")
+		if l == nil {
+			return false
+		}
+		lr := l.n.repl.Load()
+		term := lr.node.Raft().CurrentTerm()
+		for _, r := range rs {
+			if r.n == nil || r == l {
+				continue
+			}
+			rr := r.n.repl.Load()
+			if rr == nil {
+				return false
+			}
+			if _, id := rr.node.Raft().LeaderWithID(); string(id) != lr.id || rr.node.Raft().CurrentTerm() != term || rr.node.LeaderClientAddrs() == "" {
+				return false
+			}
+		}
+		return true
+	}, "a replica leads, followed by the others")
 	return l
 }
 
