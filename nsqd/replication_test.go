@@ -29,6 +29,9 @@ type replica struct {
 	opts *Options
 	n    *NSQD
 	stop func()
+	// ended gets Run's result when it ends (by itself after a drain, or
+	// by stop).
+	ended <-chan error
 }
 
 func freeLoopbackAddr(t *testing.T) string {
@@ -140,8 +143,12 @@ func (r *replica) run(deadline time.Time) error {
 		return fmt.Errorf("New: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
+	done, ended := make(chan error, 1), make(chan error, 1)
+	go func() {
+		err := n.Run(ctx)
+		done <- err
+		ended <- err
+	}()
 	for n.repl.Load() == nil {
 		select {
 		case err := <-done:
@@ -155,7 +162,7 @@ func (r *replica) run(deadline time.Time) error {
 			return errors.New("not joined the set within 60s")
 		}
 	}
-	r.n = n
+	r.n, r.ended = n, ended
 	r.stop = sync.OnceFunc(func() {
 		cancel()
 		if err := <-done; err != nil {
