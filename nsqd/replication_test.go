@@ -420,9 +420,7 @@ func TestReplicationFollowerConsumers(t *testing.T) {
 	if other == l2 {
 		other = fs[1]
 	}
-	pc2 := dialRaw(t, l2.n)
-	pc2.send("PUB relayed", []byte("after-1"))
-	pc2.expect(0, "OK")
+	publishAcked(t, l2, "relayed", "after-1", 20*time.Second) // right after an election: retried until acknowledged
 	oc := dialRaw(t, other.n)
 	oc.send("SUB relayed work")
 	oc.expect(0, "OK")
@@ -472,14 +470,12 @@ func TestReplicationFailover(t *testing.T) {
 			other = r
 		}
 	}
-	pc := dialRaw(t, other.n)
-	pc.send("PUB jobs", []byte("k000"))
-	pc.expect(0, "OK")
+	publishAcked(t, other, "jobs", "k000", 20*time.Second)
 
 	// Two of three down: the survivor refuses publishes.
 	l2.stop()
 	l2.n = nil
-	pc = dialRaw(t, other.n)
+	pc := dialRaw(t, other.n)
 	pc.send("PUB jobs", []byte("never-ok"))
 	// The survivor waits up to its apply timeout (5s) for a leader.
 	ft, data, err := pc.nextFrame(time.Now().Add(10 * time.Second))
@@ -498,9 +494,7 @@ func TestReplicationFailover(t *testing.T) {
 	// the other way round).
 	l.start()
 	l3 := leaderOf(t, []*replica{l, other})
-	pc = dialRaw(t, other.n)
-	pc.send("PUB jobs", []byte("k001"))
-	pc.expect(0, "OK")
+	publishAcked(t, other, "jobs", "k001", 20*time.Second)
 	var after []string
 	cc := dialRaw(t, l3.n)
 	cc.send("SUB jobs work")
