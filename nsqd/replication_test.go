@@ -32,6 +32,44 @@ type replica struct {
 	// ended gets Run's result when it ends (by itself after a drain, or
 	// by stop).
 	ended <-chan error
+	// held keeps the replica's raft address while it is stopped (see
+	// holdRaftPort); holdMu guards it.
+	holdMu sync.Mutex
+	held   net.Listener
+}
+
+// holdRaftPort binds the stopped replica's raft address until its next
+// start, answering every connection with a close (as a refusal would).
+// The raft address is the set's and cannot change across a restart; left
+// free, any outgoing connection on the machine may take it as its local
+// port (seen: taken for over a minute while a test restarted its replicas
+// one by one).
+func (r *replica) holdRaftPort() {
+	l, err := net.Listen("tcp", r.opts.ReplicationAddress)
+	if err != nil {
+		return // taken already: start tries again
+	}
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	r.holdMu.Lock()
+	r.held = l
+	r.holdMu.Unlock()
+}
+
+func (r *replica) releaseRaftPort() {
+	r.holdMu.Lock()
+	defer r.holdMu.Unlock()
+	if r.held != nil {
+		r.held.Close()
+		r.held = nil
+	}
 }
 
 func freeLoopbackAddr(t *testing.T) string {
@@ -135,6 +173,8 @@ var errClientPortTaken = errors.New("client port taken")
 // run starts the replica once and waits until it has joined the set (nil)
 // or Run has ended, or until deadline.
 func (r *replica) run(deadline time.Time) error {
+	r.releaseRaftPort()
+	r.t.Cleanup(r.releaseRaftPort) // after stop, registered below (cleanups run last first)
 	n, err := New(r.opts)
 	if errors.Is(err, syscall.EADDRINUSE) {
 		return fmt.Errorf("%w: New: %w", errClientPortTaken, err)
@@ -146,6 +186,7 @@ func (r *replica) run(deadline time.Time) error {
 	done, ended := make(chan error, 1), make(chan error, 1)
 	go func() {
 		err := n.Run(ctx)
+		r.holdRaftPort()
 		done <- err
 		ended <- err
 	}()
