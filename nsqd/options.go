@@ -11,6 +11,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/nsqclone/nsq/internal/nsqlog"
 )
 
@@ -80,6 +82,9 @@ type Options struct {
 	ReplicationAddress string `flag:"replication-address"`
 	ReplicationPeers   string `flag:"replication-peers"`
 	ReplicationID      string `flag:"replication-id"`
+	// raftTune, if set (tests), adjusts the replica's raft settings
+	// (timeouts) after the defaults; no flag sets it.
+	raftTune func(*raft.Config)
 
 	// Queue scanning. NSQ samples channels; we scan every client and channel
 	// with pending timers each QueueScanInterval, so only the interval is used.

@@ -58,6 +58,14 @@ func TestPeekChannelStates(t *testing.T) {
 	}
 	c.send("SUB t c")
 	c.expect(0, "OK")
+	// held moves from the topic's backlog to the new channel on the
+	// topic's drain goroutine, while a publish to a topic with a channel
+	// goes to it directly: wait for held, or before-rdy may overtake it
+	// (NSQ promises no order; this test checks peek, not ordering).
+	eventually(t, 5*time.Second, func() bool {
+		ch, err := n.topicChannel("t", "c")
+		return err == nil && ch.Depth() == 1
+	}, "held in the channel")
 	h.check(t, httpCase{"POST", "/pub?topic=t", reqBody{s: "before-rdy"}, 200, "OK"})
 	c.send("RDY 1")
 	ft, held := c.readFrame()

@@ -183,6 +183,7 @@ func (n *NSQD) openReplication() error {
 		Defaults:    n.opts.limitDefaults(),
 		Logger:      n.logger,
 		OnCommit:    func(d time.Duration) { r.commit.Observe(d.Seconds()) },
+		Tune:        n.opts.raftTune,
 	}, r)
 	if err != nil {
 		return fmt.Errorf("replication: %w", err)

@@ -1,7 +1,6 @@
 package nsqd
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -267,27 +266,8 @@ func TestReplicationDeadLetterFailover(t *testing.T) {
 // channel gets Run's result when it ends.
 func (r *replica) runDrainable() <-chan error {
 	r.t.Helper()
-	n, err := New(r.opts)
-	if err != nil {
-		r.t.Fatalf("New: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	ended := make(chan error, 1)
-	go func() {
-		err := n.Run(ctx)
-		done <- err
-		ended <- err
-	}()
-	r.n = n
-	r.stop = sync.OnceFunc(func() {
-		cancel()
-		if err := <-done; err != nil {
-			r.t.Errorf("Run: %v", err)
-		}
-	})
-	r.t.Cleanup(r.stop)
-	return ended
+	r.start()
+	return r.ended
 }
 
 func (n *NSQD) readMetadataFile() (metadata, error) {

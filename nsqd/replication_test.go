@@ -1,16 +1,22 @@
 package nsqd
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/raft"
 
 	"github.com/nsqclone/nsq/internal/nsqlog"
 	"github.com/nsqclone/nsq/nsqd/replication"
@@ -23,6 +29,47 @@ type replica struct {
 	opts *Options
 	n    *NSQD
 	stop func()
+	// ended gets Run's result when it ends (by itself after a drain, or
+	// by stop).
+	ended <-chan error
+	// held keeps the replica's raft address while it is stopped (see
+	// holdRaftPort); holdMu guards it.
+	holdMu sync.Mutex
+	held   net.Listener
+}
+
+// holdRaftPort binds the stopped replica's raft address until its next
+// start, answering every connection with a close (as a refusal would).
+// The raft address is the set's and cannot change across a restart; left
+// free, any outgoing connection on the machine may take it as its local
+// port (seen: taken for over a minute while a test restarted its replicas
+// one by one).
+func (r *replica) holdRaftPort() {
+	l, err := net.Listen("tcp", r.opts.ReplicationAddress)
+	if err != nil {
+		return // taken already: start tries again
+	}
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	r.holdMu.Lock()
+	r.held = l
+	r.holdMu.Unlock()
+}
+
+func (r *replica) releaseRaftPort() {
+	r.holdMu.Lock()
+	defer r.holdMu.Unlock()
+	if r.held != nil {
+		r.held.Close()
+		r.held = nil
+	}
 }
 
 func freeLoopbackAddr(t *testing.T) string {
@@ -33,6 +80,16 @@ func freeLoopbackAddr(t *testing.T) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
+}
+
+// testRaft keeps raft's 1 s heartbeat and election timeouts (failovers take
+// as long as in production) but gives the leader's lease the same second
+// rather than 500 ms: the three replicas of a test share one process, and
+// after a stall of the whole process (a busy machine, -race) the leader's
+// next lease check finds no recent contact and it steps down, failing
+// the publishes in flight ("leadership lost while committing log").
+func testRaft(c *raft.Config) {
+	c.LeaderLeaseTimeout = c.HeartbeatTimeout
 }
 
 // startReplicaSet runs size daemons as one replica set on loopback.
@@ -66,6 +123,7 @@ func startReplicaSetWith(t *testing.T, size int, set func(o *Options)) []*replic
 		o.ID = int64(i + 1)
 		o.Logger = nsqlog.New(testWriter{t}, fmt.Sprintf("[nsqd%d] ", i+1), nsqlog.Info.Slog())
 		o.ReplicationAddress = free(t)
+		o.raftTune = testRaft
 		if set != nil {
 			set(o)
 		}
@@ -79,28 +137,121 @@ func startReplicaSetWith(t *testing.T, size int, set func(o *Options)) []*replic
 	return rs
 }
 
+// start runs the replica and waits until it has joined the set. Run opens
+// the raft log before it serves: on a restart that reads the last log
+// segment whole (64 MiB preallocated), which under -race on a busy machine
+// has taken 14 s, so the wait is long and callers' own deadlines (an
+// election, say) start after it.
+//
+// Between a stop and a start another process may take one of the
+// replica's ports (any outgoing connection's local port comes from the
+// same range): the TCP and HTTP ports may change across a restart (a
+// leader records its addresses in the log), so start takes new ones; the
+// raft address is the set's and is tried again until it is free.
 func (r *replica) start() {
 	r.t.Helper()
-	r.n, r.stop = runNSQD(r.t, r.opts)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		err := r.run(deadline)
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) || time.Now().After(deadline) {
+			r.t.Fatalf("replica %d: %v", r.opts.ID, err)
+		}
+		r.t.Logf("replica %d: %v; trying again", r.opts.ID, err)
+		if errors.Is(err, errClientPortTaken) {
+			r.opts.TCPAddress, r.opts.HTTPAddress = freeLoopbackAddr(r.t), freeLoopbackAddr(r.t)
+		} else {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+}
+
+var errClientPortTaken = errors.New("client port taken")
+
+// run starts the replica once and waits until it has joined the set (nil)
+// or Run has ended, or until deadline.
+func (r *replica) run(deadline time.Time) error {
+	r.releaseRaftPort()
+	r.t.Cleanup(r.releaseRaftPort) // after stop, registered below (cleanups run last first)
+	n, err := New(r.opts)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("%w: New: %w", errClientPortTaken, err)
+	}
+	if err != nil {
+		return fmt.Errorf("New: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done, ended := make(chan error, 1), make(chan error, 1)
+	go func() {
+		err := n.Run(ctx)
+		r.holdRaftPort()
+		done <- err
+		ended <- err
+	}()
+	for n.repl.Load() == nil {
+		select {
+		case err := <-done:
+			cancel()
+			return fmt.Errorf("Run ended before the replica joined the set: %w", err)
+		case <-time.After(5 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			<-done
+			return errors.New("not joined the set within 60s")
+		}
+	}
+	r.n, r.ended = n, ended
+	r.stop = sync.OnceFunc(func() {
+		cancel()
+		if err := <-done; err != nil {
+			r.t.Errorf("replica %d: Run: %v", r.opts.ID, err)
+		}
+	})
+	r.t.Cleanup(r.stop)
+	return nil
 }
 
 func (r *replica) leads() bool {
 	return r.n != nil && r.n.repl.Load() != nil && r.n.repl.Load().node.IsLeader()
 }
 
-// leaderOf waits for one of the running replicas to lead and dispatch.
+// leaderOf waits for one of the running replicas to lead and dispatch, and
+// for every running replica to follow it in its term with its addresses
+// applied (so that a follower forwards at once): a candidate still
+// campaigning from the first election could otherwise depose it while the
+// test publishes.
 func leaderOf(t *testing.T, rs []*replica) *replica {
 	t.Helper()
 	var l *replica
 	eventually(t, 15*time.Second, func() bool {
+		l = nil
 		for _, r := range rs {
 			if r.n != nil && r.leads() {
 				l = r
-				return true
 			}
 		}
-		return false
-	}, "a replica leads")
+		if l == nil {
+			return false
+		}
+		lr := l.n.repl.Load()
+		term := lr.node.Raft().CurrentTerm()
+		for _, r := range rs {
+			if r.n == nil || r == l {
+				continue
+			}
+			rr := r.n.repl.Load()
+			if rr == nil {
+				return false
+			}
+			if _, id := rr.node.Raft().LeaderWithID(); string(id) != lr.id || rr.node.Raft().CurrentTerm() != term || rr.node.LeaderClientAddrs() == "" {
+				return false
+			}
+		}
+		return true
+	}, "a replica leads, followed by the others")
 	return l
 }
 
@@ -310,9 +461,7 @@ func TestReplicationFollowerConsumers(t *testing.T) {
 	if other == l2 {
 		other = fs[1]
 	}
-	pc2 := dialRaw(t, l2.n)
-	pc2.send("PUB relayed", []byte("after-1"))
-	pc2.expect(0, "OK")
+	publishAcked(t, l2, "relayed", "after-1", 20*time.Second) // right after an election: retried until acknowledged
 	oc := dialRaw(t, other.n)
 	oc.send("SUB relayed work")
 	oc.expect(0, "OK")
@@ -362,14 +511,12 @@ func TestReplicationFailover(t *testing.T) {
 			other = r
 		}
 	}
-	pc := dialRaw(t, other.n)
-	pc.send("PUB jobs", []byte("k000"))
-	pc.expect(0, "OK")
+	publishAcked(t, other, "jobs", "k000", 20*time.Second)
 
 	// Two of three down: the survivor refuses publishes.
 	l2.stop()
 	l2.n = nil
-	pc = dialRaw(t, other.n)
+	pc := dialRaw(t, other.n)
 	pc.send("PUB jobs", []byte("never-ok"))
 	// The survivor waits up to its apply timeout (5s) for a leader.
 	ft, data, err := pc.nextFrame(time.Now().Add(10 * time.Second))
@@ -388,9 +535,7 @@ func TestReplicationFailover(t *testing.T) {
 	// the other way round).
 	l.start()
 	l3 := leaderOf(t, []*replica{l, other})
-	pc = dialRaw(t, other.n)
-	pc.send("PUB jobs", []byte("k001"))
-	pc.expect(0, "OK")
+	publishAcked(t, other, "jobs", "k001", 20*time.Second)
 	var after []string
 	cc := dialRaw(t, l3.n)
 	cc.send("SUB jobs work")

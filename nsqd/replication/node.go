@@ -262,9 +262,26 @@ func (n *Node) closeStore() {
 func (n *Node) Close() error {
 	n.closed.Do(func() {
 		close(n.exit)
-		n.wg.Wait()
+		// The loops end once what they wait for commits (the progress
+		// loop's last flush, promote's barrier), which a leader whose
+		// followers answer heartbeats but cannot store entries (full
+		// disks) never sees: after ApplyTimeout raft shuts down under
+		// them, which fails those futures.
+		loops := make(chan struct{})
+		go func() {
+			n.wg.Wait()
+			close(loops)
+		}()
+		var err error
+		select {
+		case <-loops:
+		case <-time.After(n.cfg.ApplyTimeout):
+			n.log.Warn("REPLICATION: proposals not committed on close, shutting raft down under them", "timeout", n.cfg.ApplyTimeout)
+			err = n.raft.Shutdown().Error()
+			<-loops
+		}
 		n.raft.DeregisterObserver(n.observer)
-		err := n.raft.Shutdown().Error()
+		err = errors.Join(err, n.raft.Shutdown().Error())
 		if c, ok := n.trans.(interface{ Close() error }); ok && n.cfg.Transport == nil {
 			err = errors.Join(err, c.Close())
 		}

@@ -21,6 +21,8 @@ type testSet struct {
 	trans []*raft.InmemTransport
 	recs  []*recorder
 	peers []Peer
+	// wrapLogs, if set, wraps replica i's on-disk log store (with dirs).
+	wrapLogs []func(raft.LogStore) raft.LogStore
 }
 
 // fastRaft shortens raft's timeouts (1s heartbeat and election) so that
@@ -74,6 +76,10 @@ func (s *testSet) open(i int) *Node {
 	if s.dirs != nil {
 		dir = s.dirs[i]
 	}
+	var wrap func(raft.LogStore) raft.LogStore
+	if s.wrapLogs != nil {
+		wrap = s.wrapLogs[i]
+	}
 	n, err := Open(Config{
 		Dir:              dir,
 		ID:               s.peers[i].ID,
@@ -82,6 +88,7 @@ func (s *testSet) open(i int) *Node {
 		Transport:        s.trans[i],
 		ProgressInterval: 10 * time.Millisecond,
 		ApplyTimeout:     time.Second,
+		wrapLogs:         wrap,
 		Tune: func(c *raft.Config) {
 			fastRaft(c)
 			if s.tune != nil {

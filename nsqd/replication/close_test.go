@@ -1,0 +1,65 @@
+package replication
+
+import (
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// refusingLogs refuses appends while refuse is set, as a replica whose disk
+// is full: it still answers heartbeats, so its leader keeps leading
+// without committing anything.
+type refusingLogs struct {
+	raft.LogStore
+	refuse atomic.Bool
+}
+
+func (s *refusingLogs) StoreLog(l *raft.Log) error { return s.StoreLogs([]*raft.Log{l}) }
+
+func (s *refusingLogs) StoreLogs(logs []*raft.Log) error {
+	if s.refuse.Load() {
+		return errors.New("disk full")
+	}
+	return s.LogStore.StoreLogs(logs)
+}
+
+// TestCloseWhileLeaderCannotCommit: Close returns, about ApplyTimeout
+// late, on a leader whose followers answer heartbeats but store nothing,
+// although its last Progress entry can never commit. (Close used to wait
+// for its loops before shutting raft down, and the progress loop's last
+// flush waited for that entry forever.)
+func TestCloseWhileLeaderCannotCommit(t *testing.T) {
+	stores := make([]*refusingLogs, 3)
+	s := &testSet{t: t, dirs: []string{t.TempDir(), t.TempDir(), t.TempDir()}}
+	for i := range stores {
+		stores[i] = &refusingLogs{}
+		s.wrapLogs = append(s.wrapLogs, func(ls raft.LogStore) raft.LogStore { stores[i].LogStore = ls; return stores[i] })
+	}
+	s.init(3)
+	l := s.leader()
+	publishN(t, s.nodes[l], "t", 1)
+	for i := range stores {
+		if i != l {
+			stores[i].refuse.Store(true)
+		}
+	}
+	s.nodes[l].Finish("t", "c", 1) // proposed by the flush on Close
+
+	closed := make(chan error, 1)
+	go func() { closed <- s.nodes[l].Close() }()
+	select {
+	case <-closed:
+	case <-time.After(15 * time.Second):
+		for _, st := range stores {
+			st.refuse.Store(false) // let it commit, so that Close and the cleanup end
+		}
+		<-closed
+		t.Fatal("Close on a leader that cannot commit did not return within 15s")
+	}
+	for _, st := range stores {
+		st.refuse.Store(false)
+	}
+}
