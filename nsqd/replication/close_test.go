@@ -63,3 +63,51 @@ func TestCloseWhileLeaderCannotCommit(t *testing.T) {
 		st.refuse.Store(false)
 	}
 }
+
+// TestPublishNotCommittedTimesOut: on a leader whose followers answer
+// heartbeats but store nothing, a publish answers ErrNoQuorum once
+// ApplyTimeout (1 s here) has passed, instead of waiting for a commit that
+// never comes (raft's own timeout covers only the enqueueing).
+func TestPublishNotCommittedTimesOut(t *testing.T) {
+	stores := make([]*refusingLogs, 3)
+	s := &testSet{t: t, dirs: []string{t.TempDir(), t.TempDir(), t.TempDir()}}
+	for i := range stores {
+		stores[i] = &refusingLogs{}
+		s.wrapLogs = append(s.wrapLogs, func(ls raft.LogStore) raft.LogStore { stores[i].LogStore = ls; return stores[i] })
+	}
+	s.init(3)
+	l := s.leader()
+	publishN(t, s.nodes[l], "t", 1)
+	for i := range stores {
+		if i != l {
+			stores[i].refuse.Store(true)
+		}
+	}
+	defer func() {
+		for _, st := range stores {
+			st.refuse.Store(false) // let the stuck entry commit, so Close is quick
+		}
+	}()
+
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.nodes[l].Publish(&Publish{Topic: "t", Timestamp: 1, Bodies: [][]byte{[]byte("never acknowledged")}})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrNoQuorum) {
+			t.Fatalf("Publish = %v, want ErrNoQuorum", err)
+		}
+		if took := time.Since(start); took < 900*time.Millisecond {
+			t.Errorf("Publish failed after %v, before ApplyTimeout (1s)", took)
+		}
+	case <-time.After(10 * time.Second):
+		for _, st := range stores {
+			st.refuse.Store(false)
+		}
+		<-done
+		t.Fatal("Publish on a leader that cannot commit did not return within 10s")
+	}
+}

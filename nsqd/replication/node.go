@@ -378,7 +378,7 @@ func (n *Node) observeLoop() {
 func (n *Node) apply(data []byte) (applyResult, uint64, error) {
 	start := time.Now()
 	f := n.raft.Apply(data, n.cfg.ApplyTimeout)
-	if err := f.Error(); err != nil {
+	if err := n.wait(f, start.Add(n.cfg.ApplyTimeout)); err != nil {
 		if errors.Is(err, raft.ErrNotLeader) {
 			return applyResult{}, 0, ErrNotLeader
 		}
@@ -389,6 +389,29 @@ func (n *Node) apply(data []byte) (applyResult, uint64, error) {
 	}
 	r, _ := f.Response().(applyResult)
 	return r, f.Index(), r.err
+}
+
+// errNotCommitted: a proposal was accepted by the leader but not committed
+// by the deadline (followers that answer heartbeats but cannot store, say).
+var errNotCommitted = errors.New("not committed in time")
+
+// wait waits for f until deadline. raft's own timeout covers only the
+// proposal's enqueueing: a leader whose followers answer heartbeats but
+// store nothing (full disks) keeps leading and never resolves f, and a
+// publisher would wait forever. The entry may still commit later, which
+// is the "no quorum" answer's documented meaning (a retry can duplicate,
+// never lose). One goroutine per proposal, in replication mode only.
+func (n *Node) wait(f raft.ApplyFuture, deadline time.Time) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
+		return errNotCommitted
+	}
 }
 
 // Publish proposes one PUB/MPUB/DPUB and returns once a quorum has it on
