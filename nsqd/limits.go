@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/nsqclone/nsq/internal/protocol"
+	"github.com/nsqclone/nsq/nsqd/replication"
 )
 
 // Bounded queues, message TTL and server-side max attempts (not in NSQ; see
@@ -229,13 +230,10 @@ func firstNonNil[T any](ps ...*T) *T {
 }
 
 // defaultDeadLetterTopic is <topic>.<channel>.dlq, or "-" (drop) when that
-// is not a valid topic name (too long).
+// is not a valid topic name (too long); one rule for single nodes and
+// replica sets.
 func defaultDeadLetterTopic(topic, channel string) string {
-	name := topic + "." + channel + ".dlq"
-	if protocol.IsEphemeral(topic) || !protocol.IsValidTopicName(name) {
-		return "-"
-	}
-	return name
+	return replication.DefaultDeadLetterTopic(topic, channel)
 }
 
 // compile turns effective limits into the hot path's form; nil when

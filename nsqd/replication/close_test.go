@@ -26,12 +26,12 @@ func (s *refusingLogs) StoreLogs(logs []*raft.Log) error {
 	return s.LogStore.StoreLogs(logs)
 }
 
-// TestCloseWhileLeaderCannotCommit: Close returns, about ApplyTimeout
-// late, on a leader whose followers answer heartbeats but store nothing,
-// although its last Progress entry can never commit. (Close used to wait
-// for its loops before shutting raft down, and the progress loop's last
-// flush waited for that entry forever.)
-func TestCloseWhileLeaderCannotCommit(t *testing.T) {
+// stuckLeader starts a set of three on disk, publishes one message, then
+// makes the followers refuse every append: the leader keeps leading (its
+// heartbeats are answered) and commits nothing more. It returns the set,
+// the leader's index and the stores (set refuse to false to let it go on).
+func stuckLeader(t *testing.T) (*testSet, int, []*refusingLogs) {
+	t.Helper()
 	stores := make([]*refusingLogs, 3)
 	s := &testSet{t: t, dirs: []string{t.TempDir(), t.TempDir(), t.TempDir()}}
 	for i := range stores {
@@ -46,6 +46,16 @@ func TestCloseWhileLeaderCannotCommit(t *testing.T) {
 			stores[i].refuse.Store(true)
 		}
 	}
+	return s, l, stores
+}
+
+// TestCloseWhileLeaderCannotCommit: Close returns, about ApplyTimeout
+// late, on a leader whose followers answer heartbeats but store nothing,
+// although its last Progress entry can never commit. (Close used to wait
+// for its loops before shutting raft down, and the progress loop's last
+// flush waited for that entry forever.)
+func TestCloseWhileLeaderCannotCommit(t *testing.T) {
+	s, l, stores := stuckLeader(t)
 	s.nodes[l].Finish("t", "c", 1) // proposed by the flush on Close
 
 	closed := make(chan error, 1)
@@ -69,20 +79,7 @@ func TestCloseWhileLeaderCannotCommit(t *testing.T) {
 // ApplyTimeout (1 s here) has passed, instead of waiting for a commit that
 // never comes (raft's own timeout covers only the enqueueing).
 func TestPublishNotCommittedTimesOut(t *testing.T) {
-	stores := make([]*refusingLogs, 3)
-	s := &testSet{t: t, dirs: []string{t.TempDir(), t.TempDir(), t.TempDir()}}
-	for i := range stores {
-		stores[i] = &refusingLogs{}
-		s.wrapLogs = append(s.wrapLogs, func(ls raft.LogStore) raft.LogStore { stores[i].LogStore = ls; return stores[i] })
-	}
-	s.init(3)
-	l := s.leader()
-	publishN(t, s.nodes[l], "t", 1)
-	for i := range stores {
-		if i != l {
-			stores[i].refuse.Store(true)
-		}
-	}
+	s, l, stores := stuckLeader(t)
 	defer func() {
 		for _, st := range stores {
 			st.refuse.Store(false) // let the stuck entry commit, so Close is quick
