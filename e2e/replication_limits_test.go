@@ -10,7 +10,6 @@ package e2e
 
 import (
 	"fmt"
-	"net/http"
 	"strings"
 	"sync"
 	"syscall"
@@ -35,17 +34,8 @@ func TestReplicationLimitsDrain(t *testing.T) {
 			fs = append(fs, r)
 		}
 	}
-	for _, path := range []string{"/topic/create?topic=work", "/channel/create?topic=work&channel=c",
-		"/topic/create?topic=work.c.dlq", "/channel/create?topic=work.c.dlq&channel=ops"} {
-		resp, err := http.Post("http://"+l.http+path, "", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("POST %s: %s", path, resp.Status)
-		}
-	}
+	postOK(t, l.http, "/topic/create?topic=work", "/channel/create?topic=work&channel=c",
+		"/topic/create?topic=work.c.dlq", "/channel/create?topic=work.c.dlq&channel=ops")
 	caughtUp(t, rs, l)
 
 	// Publish through a follower: "poison" fails every time, the rest

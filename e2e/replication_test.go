@@ -232,22 +232,24 @@ func publishWithin(p *nsq.Producer, body string, d time.Duration) error {
 	}
 }
 
+// postOK POSTs each path to the nsqd at httpAddr and fails the test unless
+// it answers 200.
+func postOK(t *testing.T, httpAddr string, paths ...string) {
+	t.Helper()
+	for _, path := range paths {
+		if code, body := nsqtest.HTTP(t, http.MethodPost, "http://"+httpAddr+path, nil); code != http.StatusOK {
+			t.Fatalf("POST %s: %d %s", path, code, body)
+		}
+	}
+}
+
 // TestReplicationLedger is done-when items 2 and 4 of issue 15.
 func TestReplicationLedger(t *testing.T) {
 	lookupd := clSeedLookupd(t, t.TempDir())
 	rs := startReplicaSet(t, lookupd.TCPAddr)
 	l := leader(t, rs)
 	// The topic and channel exist before the consumer looks them up.
-	for _, path := range []string{"/topic/create?topic=ledger", "/channel/create?topic=ledger&channel=all"} {
-		resp, err := http.Post("http://"+l.http+path, "", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			t.Fatalf("POST %s: %s", path, resp.Status)
-		}
-	}
+	postOK(t, l.http, "/topic/create?topic=ledger", "/channel/create?topic=ledger&channel=all")
 
 	lg := newLedger()
 	cfg := nsq.NewConfig()
@@ -444,16 +446,7 @@ func TestReplicationLedgerFollowerConsumers(t *testing.T) {
 	lookupd := clSeedLookupd(t, t.TempDir())
 	rs := startReplicaSet(t, lookupd.TCPAddr)
 	l := leader(t, rs)
-	for _, path := range []string{"/topic/create?topic=ledger", "/channel/create?topic=ledger&channel=pinned"} {
-		resp, err := http.Post("http://"+l.http+path, "", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			t.Fatalf("POST %s: %s", path, resp.Status)
-		}
-	}
+	postOK(t, l.http, "/topic/create?topic=ledger", "/channel/create?topic=ledger&channel=pinned")
 	caughtUp(t, rs, l)
 
 	sl := &settleLedger{delivered: map[string][]settlement{}, fins: map[string]int{}}

@@ -252,15 +252,7 @@ func TestReplicationFollowerGivesBack(t *testing.T) {
 
 	start := time.Now()
 	y.send("RDY 10")
-	got := []string{mx.body}
-	for range 2 {
-		m := y.readMsg(10 * time.Second)
-		if m.attempts != 1 {
-			t.Errorf("y got %s with attempts %d, want 1 (a give-back is no attempt)", m.body, m.attempts)
-		}
-		got = append(got, m.body)
-		y.send("FIN " + m.id)
-	}
+	got := append([]string{mx.body}, finGivenBack(t, y, 2)...)
 	t.Logf("given-back messages on another replica after %v", time.Since(start))
 	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("the consumer on another replica got the given-back messages after %v (want well under the 20 s backstop)", d)
@@ -278,6 +270,22 @@ func TestReplicationFollowerGivesBack(t *testing.T) {
 	if rq, to, mc := setCounts(t, rs, "gb", "c"); rq != 0 || to != 0 || mc != 3 {
 		t.Errorf("set's requeue_count %d, timeout_count %d, message_count %d; want 0, 0, 3", rq, to, mc)
 	}
+}
+
+// finGivenBack reads n messages on y, each given back by another replica
+// and so on its first attempt, FINs them and returns their bodies.
+func finGivenBack(t *testing.T, y *rawConn, n int) []string {
+	t.Helper()
+	var got []string
+	for range n {
+		m := y.readMsg(10 * time.Second)
+		if m.attempts != 1 {
+			t.Errorf("got %s with attempts %d, want 1 (a give-back is no attempt)", m.body, m.attempts)
+		}
+		got = append(got, m.body)
+		y.send("FIN " + m.id)
+	}
+	return got
 }
 
 // TestReplicationFollowerGivesBackAged: messages that wait in a
@@ -303,15 +311,7 @@ func TestReplicationFollowerGivesBackAged(t *testing.T) {
 
 	start := time.Now()
 	y.send("RDY 10")
-	var got []string
-	for range 2 {
-		m := y.readMsg(10 * time.Second)
-		if m.attempts != 1 {
-			t.Errorf("y got %s with attempts %d, want 1 (a give-back is no attempt)", m.body, m.attempts)
-		}
-		got = append(got, m.body)
-		y.send("FIN " + m.id)
-	}
+	got := finGivenBack(t, y, 2)
 	t.Logf("aged messages on another replica after %v", time.Since(start))
 	// A given-back message may come back to the same follower (its relay
 	// first in the leader's line) and wait again: 0.3-1.2 s seen, 2.7 s

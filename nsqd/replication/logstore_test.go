@@ -502,19 +502,7 @@ func TestLogStoreWriteFailure(t *testing.T) {
 // up, and restarts with the set's state.
 func TestReplicaSetSnapshotCatchUpOnDisk(t *testing.T) {
 	s := &testSet{t: t, dirs: []string{t.TempDir(), t.TempDir(), t.TempDir()}}
-	s.tune = func(c *raft.Config) {
-		c.SnapshotThreshold = 16
-		c.TrailingLogs = 4
-		c.SnapshotInterval = 20 * time.Millisecond
-	}
-	s.init(3)
-	l := s.leader()
-	lag := (l + 1) % 3
-	if err := s.nodes[l].Meta(&Meta{Op: OpCreateChannel, Topic: "t", Channel: "c"}); err != nil {
-		t.Fatal(err)
-	}
-	s.isolate(lag)
-	publishN(t, s.nodes[l], "t", 100)
+	l, lag := s.lagBehindSnapshots()
 	if err := s.nodes[l].raft.Snapshot().Error(); err != nil {
 		t.Fatalf("Snapshot: %v", err)
 	}

@@ -298,23 +298,33 @@ func TestReplicaSetMinorityFails(t *testing.T) {
 	}
 }
 
-// TestReplicaSetSnapshotCatchUp: a replica that misses more than the
-// trailing logs catches up by snapshot and ends equal.
-func TestReplicaSetSnapshotCatchUp(t *testing.T) {
-	s := &testSet{t: t}
+// lagBehindSnapshots starts the set with a snapshot every 16 entries and 4
+// trailing logs, creates t/c, isolates a follower and publishes 100
+// messages without it: once the leader snapshots, the follower can catch up
+// only by snapshot. It returns the leader's and the follower's index.
+func (s *testSet) lagBehindSnapshots() (l, lag int) {
+	s.t.Helper()
 	s.tune = func(c *raft.Config) {
 		c.SnapshotThreshold = 16
 		c.TrailingLogs = 4
 		c.SnapshotInterval = 20 * time.Millisecond
 	}
 	s.init(3)
-	l := s.leader()
-	lag := (l + 1) % 3
+	l = s.leader()
+	lag = (l + 1) % 3
 	if err := s.nodes[l].Meta(&Meta{Op: OpCreateChannel, Topic: "t", Channel: "c"}); err != nil {
-		t.Fatal(err)
+		s.t.Fatal(err)
 	}
 	s.isolate(lag)
-	publishN(t, s.nodes[l], "t", 100)
+	publishN(s.t, s.nodes[l], "t", 100)
+	return l, lag
+}
+
+// TestReplicaSetSnapshotCatchUp: a replica that misses more than the
+// trailing logs catches up by snapshot and ends equal.
+func TestReplicaSetSnapshotCatchUp(t *testing.T) {
+	s := &testSet{t: t}
+	l, lag := s.lagBehindSnapshots()
 	for id := uint64(1); id <= 50; id++ {
 		s.nodes[l].Finish("t", "c", id)
 	}
